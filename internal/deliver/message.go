@@ -1,0 +1,39 @@
+// Package deliver claims queued deliveries from the ledger, turns them into
+// messages, hands them to a channel Sender and records each outcome.
+//
+// This file holds the types shared with the channel senders (internal/email,
+// internal/sms): the Message they send and the typed errors the retry policy
+// inspects.
+package deliver
+
+// Channel names, as stored in deliveries.channel.
+const (
+	ChannelEmail = "email"
+	ChannelSMS   = "sms"
+)
+
+// Message is one rendered notification for one recipient on one channel.
+type Message struct {
+	// DeliveryID is the ledger row this message belongs to.
+	DeliveryID int64
+	// Channel is ChannelEmail or ChannelSMS.
+	Channel string
+	// To is the recipient: an email address or an E.164 phone number.
+	To string
+
+	// Subject, Text and HTML are the email parts; for SMS Text is the body.
+	Subject string
+	Text    string
+	HTML    string
+
+	// MessageID is the stable RFC 5322 Message-ID of an email, derived from
+	// the delivery so that a resend is recognisable (without angle brackets).
+	MessageID string
+	// UnsubscribeURL is the https one-click (RFC 8058) target and
+	// UnsubscribeMailto the mailto: target of List-Unsubscribe.
+	UnsubscribeURL    string
+	UnsubscribeMailto string
+
+	// StatusCallback is the URL the SMS provider reports delivery status to.
+	StatusCallback string
+}
