@@ -5,7 +5,7 @@
 CREATE TABLE components (
     key         text PRIMARY KEY
                 CHECK (key ~ '^[a-z0-9][a-z0-9-]{0,62}(/[a-z0-9][a-z0-9-]{0,62})*$'),
-    parent_key  text REFERENCES components (key) ON DELETE RESTRICT,
+    parent_key  text REFERENCES components (key),
     name        text NOT NULL CHECK (name <> ''),
     description text NOT NULL DEFAULT '',
     created_at  timestamptz NOT NULL DEFAULT now(),
@@ -104,6 +104,7 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_ready ON deliveries (channel, next_attempt_at, id) WHERE state = 'queued';
 CREATE INDEX deliveries_leased ON deliveries (lease_expires_at) WHERE state = 'sending';
 CREATE INDEX deliveries_incident ON deliveries (incident_id, subscriber_id, channel);
+CREATE INDEX deliveries_queued_incident ON deliveries (incident_id) WHERE state = 'queued';
 CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
 CREATE UNIQUE INDEX deliveries_provider_id ON deliveries (channel, provider_id) WHERE provider_id IS NOT NULL;
 

@@ -1,0 +1,261 @@
+// Package config reads crier's configuration from CRIER_* environment
+// variables. Every problem is reported as one line naming the variable and
+// what is wrong with it. Only cmd/crier calls Load; packages take their own
+// Config structs.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole of crier's configuration. Zero values of optional
+// fields mean "not configured" (a channel without settings is disabled).
+type Config struct {
+	DatabaseURL string // CRIER_DATABASE_URL
+	NATSURL     string // CRIER_NATS_URL, default nats://127.0.0.1:4222
+	HTTPAddr    string // CRIER_HTTP_ADDR, default 127.0.0.1:8080
+	PublicURL   string // CRIER_PUBLIC_URL, default http://<HTTPAddr>
+
+	SMTPURL  string // CRIER_SMTP_URL
+	MailFrom string // CRIER_MAIL_FROM, required with CRIER_SMTP_URL
+	SMTPPool int    // CRIER_SMTP_POOL, default 8
+
+	TwilioAccountSID          string // CRIER_TWILIO_ACCOUNT_SID
+	TwilioAuthToken           string // CRIER_TWILIO_AUTH_TOKEN
+	TwilioFrom                string // CRIER_TWILIO_FROM
+	TwilioMessagingServiceSID string // CRIER_TWILIO_MESSAGING_SERVICE_SID
+	TwilioAPIURL              string // CRIER_TWILIO_API_URL
+
+	APITokens []string // CRIER_API_TOKENS, comma-separated
+
+	EmailRate       float64       // CRIER_EMAIL_RATE, emails per second per process; 0 = unlimited
+	SMSRate         float64       // CRIER_SMS_RATE, texts per second per process; default 10
+	SMSMaxSegments  int           // CRIER_SMS_MAX_SEGMENTS, default 2
+	MaxAttempts     int           // CRIER_MAX_ATTEMPTS, default 8
+	MaxAge          time.Duration // CRIER_MAX_AGE, default 1h
+	ShutdownGrace   time.Duration // CRIER_SHUTDOWN_GRACE, default 20s
+	TimeZone        string        // CRIER_TIMEZONE, default Europe/London
+	PhoneRegion     string        // CRIER_PHONE_REGION, default GB
+	TemplatesDir    string        // CRIER_TEMPLATES_DIR, overrides the embedded templates
+	TokenSecret     string        // CRIER_TOKEN_SECRET, key for manage/unsubscribe links
+	LogFormat       string        // CRIER_LOG_FORMAT: json (default) or text
+	LogLevel        string        // CRIER_LOG_LEVEL: debug, info (default), warn, error
+	FanoutWorkers   int           // CRIER_FANOUT_WORKERS, default 4
+	DeliveryWorkers int           // CRIER_DELIVERY_WORKERS, senders per channel, default 32
+}
+
+// Error is a configuration problem with one variable.
+type Error struct {
+	Var    string
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Var + ": " + e.Reason }
+
+// Load reads the configuration with getenv (os.Getenv in production).
+func Load(getenv func(string) string) (Config, error) {
+	r := reader{getenv: getenv}
+	c := Config{
+		DatabaseURL: r.url("CRIER_DATABASE_URL", "", "postgres", "postgresql"),
+		NATSURL:     r.url("CRIER_NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"),
+		HTTPAddr:    r.str("CRIER_HTTP_ADDR", "127.0.0.1:8080"),
+
+		SMTPURL:  r.url("CRIER_SMTP_URL", "", "smtp", "smtps"),
+		MailFrom: r.str("CRIER_MAIL_FROM", ""),
+		SMTPPool: r.int("CRIER_SMTP_POOL", 8, 1, 1024),
+
+		TwilioAccountSID:          r.str("CRIER_TWILIO_ACCOUNT_SID", ""),
+		TwilioAuthToken:           r.str("CRIER_TWILIO_AUTH_TOKEN", ""),
+		TwilioFrom:                r.str("CRIER_TWILIO_FROM", ""),
+		TwilioMessagingServiceSID: r.str("CRIER_TWILIO_MESSAGING_SERVICE_SID", ""),
+		TwilioAPIURL:              r.url("CRIER_TWILIO_API_URL", "", "http", "https"),
+
+		APITokens: r.list("CRIER_API_TOKENS"),
+
+		EmailRate:       r.float("CRIER_EMAIL_RATE", 0),
+		SMSRate:         r.float("CRIER_SMS_RATE", 10),
+		SMSMaxSegments:  r.int("CRIER_SMS_MAX_SEGMENTS", 2, 1, 10),
+		MaxAttempts:     r.int("CRIER_MAX_ATTEMPTS", 8, 1, 100),
+		MaxAge:          r.duration("CRIER_MAX_AGE", time.Hour),
+		ShutdownGrace:   r.duration("CRIER_SHUTDOWN_GRACE", 20*time.Second),
+		TimeZone:        r.str("CRIER_TIMEZONE", "Europe/London"),
+		PhoneRegion:     strings.ToUpper(r.str("CRIER_PHONE_REGION", "GB")),
+		TemplatesDir:    r.str("CRIER_TEMPLATES_DIR", ""),
+		TokenSecret:     r.str("CRIER_TOKEN_SECRET", ""),
+		LogFormat:       r.oneOf("CRIER_LOG_FORMAT", "json", "json", "text"),
+		LogLevel:        r.oneOf("CRIER_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		FanoutWorkers:   r.int("CRIER_FANOUT_WORKERS", 4, 1, 256),
+		DeliveryWorkers: r.int("CRIER_DELIVERY_WORKERS", 32, 1, 1024),
+	}
+	c.PublicURL = r.url("CRIER_PUBLIC_URL", "http://"+c.HTTPAddr, "http", "https")
+	if r.err != nil {
+		return Config{}, r.err
+	}
+	if err := c.check(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// check validates combinations of settings.
+func (c Config) check() error {
+	if c.SMTPURL != "" && c.MailFrom == "" {
+		return &Error{"CRIER_MAIL_FROM", "is required when CRIER_SMTP_URL is set"}
+	}
+	if c.MailFrom != "" {
+		if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+			return &Error{"CRIER_MAIL_FROM", fmt.Sprintf("is not an email address (%v)", err)}
+		}
+	}
+	if c.TwilioAccountSID != "" || c.TwilioAuthToken != "" {
+		switch {
+		case c.TwilioAccountSID == "":
+			return &Error{"CRIER_TWILIO_ACCOUNT_SID", "is required when CRIER_TWILIO_AUTH_TOKEN is set"}
+		case !strings.HasPrefix(c.TwilioAccountSID, "AC"):
+			return &Error{"CRIER_TWILIO_ACCOUNT_SID", "must start with AC"}
+		case c.TwilioAuthToken == "":
+			return &Error{"CRIER_TWILIO_AUTH_TOKEN", "is required when CRIER_TWILIO_ACCOUNT_SID is set"}
+		case c.TwilioFrom == "" && c.TwilioMessagingServiceSID == "":
+			return &Error{"CRIER_TWILIO_FROM", "or CRIER_TWILIO_MESSAGING_SERVICE_SID is required when CRIER_TWILIO_ACCOUNT_SID is set"}
+		case c.TwilioFrom != "" && c.TwilioMessagingServiceSID != "":
+			return &Error{"CRIER_TWILIO_FROM", "and CRIER_TWILIO_MESSAGING_SERVICE_SID are exclusive: set one"}
+		}
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		return &Error{"CRIER_TIMEZONE", fmt.Sprintf("unknown time zone %q", c.TimeZone)}
+	}
+	if len(c.PhoneRegion) != 2 {
+		return &Error{"CRIER_PHONE_REGION", "must be a two-letter region code such as GB"}
+	}
+	return nil
+}
+
+// RequireDatabase reports a missing CRIER_DATABASE_URL.
+func (c Config) RequireDatabase() error {
+	if c.DatabaseURL == "" {
+		return &Error{"CRIER_DATABASE_URL", "is required (e.g. postgres://postgres@127.0.0.1:5432/crier)"}
+	}
+	return nil
+}
+
+// EmailEnabled reports whether email settings are present.
+func (c Config) EmailEnabled() bool { return c.SMTPURL != "" }
+
+// SMSEnabled reports whether Twilio settings are present.
+func (c Config) SMSEnabled() bool { return c.TwilioAccountSID != "" }
+
+// reader collects the first error while reading variables.
+type reader struct {
+	getenv func(string) string
+	err    error
+}
+
+func (r *reader) fail(name, format string, args ...any) {
+	if r.err == nil {
+		r.err = &Error{name, fmt.Sprintf(format, args...)}
+	}
+}
+
+func (r *reader) str(name, def string) string {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (r *reader) url(name, def string, schemes ...string) string {
+	v := r.str(name, def)
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		// url.Parse errors quote the input, which may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		r.fail(name, "is not a URL: %v", err)
+		return ""
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || u.Scheme == s
+	}
+	if !ok {
+		r.fail(name, "scheme %q is not one of %s", u.Scheme, strings.Join(schemes, ", "))
+		return ""
+	}
+	if u.Host == "" && u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		r.fail(name, "has no host")
+		return ""
+	}
+	return v
+}
+
+func (r *reader) int(name string, def, min, max int) int {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		r.fail(name, "must be a whole number from %d to %d, not %q", min, max, v)
+		return def
+	}
+	return n
+}
+
+func (r *reader) float(name string, def float64) float64 {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1e6 {
+		r.fail(name, "must be a number of messages per second (0 = unlimited), not %q", v)
+		return def
+	}
+	return f
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail(name, "must be a positive duration such as 30s or 2h, not %q", v)
+		return def
+	}
+	return d
+}
+
+func (r *reader) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(r.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, "must be one of %s, not %q", strings.Join(allowed, ", "), v)
+	return def
+}
+
+func (r *reader) list(name string) []string {
+	var out []string
+	for p := range strings.SplitSeq(r.getenv(name), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

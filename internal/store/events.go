@@ -1,0 +1,260 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crier-dev/crier/internal/event"
+)
+
+// IngestResult says what storing and fanning out one event did.
+type IngestResult struct {
+	// Duplicate is true when the event id was already stored: nothing new
+	// was written.
+	Duplicate bool
+	// Queued and Superseded count the deliveries created per channel, by
+	// the state they started in.
+	Queued     map[string]int64
+	Superseded map[string]int64
+	// Replaced counts older queued deliveries of the same incident that this
+	// event superseded.
+	Replaced int64
+}
+
+// Ingest stores a validated event and fans it out into the delivery ledger,
+// all in one transaction: when it returns nil, the event and every delivery
+// it implies are committed; when it fails, nothing is. Fan-outs of one
+// incident are serialised with an advisory lock so superseding is exact.
+func (s *Store) Ingest(ctx context.Context, ev event.Event, raw []byte, streamSeq uint64) (IngestResult, error) {
+	res := IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		res = IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, ev.IncidentID); err != nil {
+			return fmt.Errorf("lock incident: %w", err)
+		}
+		var seq *int64
+		var streamSeqArg *int64
+		if streamSeq > 0 {
+			v := int64(streamSeq)
+			streamSeqArg = &v
+		}
+		err := tx.QueryRow(ctx, `
+			INSERT INTO events (id, incident_id, kind, status, impact, title, body, components,
+			                    occurred_at, scheduled_for, scheduled_until, notify, raw, stream_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			ON CONFLICT (id) DO NOTHING
+			RETURNING seq`,
+			ev.ID, ev.IncidentID, ev.Kind, ev.Status, ev.Impact, ev.Title, ev.Body, ev.Components,
+			ev.OccurredAt, ev.ScheduledFor, ev.ScheduledUntil, ev.Notify, raw, streamSeqArg).Scan(&seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res.Duplicate = true
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		if !ev.Notify {
+			return nil
+		}
+		if err := fanOut(ctx, tx, ev, &res); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
+	}
+	return res, nil
+}
+
+// fanOutSQL expands the event's components through the tree (the key itself,
+// its ancestors and its descendants), finds every subscriber of any of those
+// keys, and inserts one delivery per confirmed, not opted-out channel. $5
+// decides the initial state: when a newer update of the incident has already
+// been fanned out, a row whose (subscriber, channel) received that newer
+// update starts superseded.
+const fanOutSQL = `
+WITH keys AS (
+	SELECT c.key FROM components c
+	WHERE EXISTS (
+		SELECT 1 FROM unnest($4::text[]) AS e(k)
+		WHERE c.key = e.k OR starts_with(e.k, c.key || '/') OR starts_with(c.key, e.k || '/'))
+), ins AS (
+	INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state)
+	SELECT $1, $2, $3, s.id, ch.channel, ch.address,
+	       CASE WHEN $5 AND EXISTS (
+	           SELECT 1 FROM deliveries d
+	           WHERE d.incident_id = $2 AND d.subscriber_id = s.id AND d.channel = ch.channel
+	             AND d.occurred_at > $3)
+	       THEN 'superseded' ELSE 'queued' END
+	FROM subscribers s
+	CROSS JOIN LATERAL (VALUES
+		('email', s.email, s.email_confirmed_at, s.email_opted_out_at),
+		('sms',   s.phone, s.sms_confirmed_at,   s.sms_opted_out_at)
+	) AS ch (channel, address, confirmed_at, opted_out_at)
+	WHERE s.id IN (SELECT subscriber_id FROM subscriptions WHERE component_key IN (SELECT key FROM keys))
+	  AND ch.address IS NOT NULL AND ch.confirmed_at IS NOT NULL AND ch.opted_out_at IS NULL
+	ON CONFLICT (event_id, subscriber_id, channel) DO NOTHING
+	RETURNING channel, state
+)
+SELECT channel, state, count(*) FROM ins GROUP BY channel, state`
+
+// supersedeSQL marks older still-queued deliveries of the incident as
+// superseded for every (subscriber, channel) that the new event queued.
+// Equal occurred_at counts as older: the later arrival wins ties.
+const supersedeSQL = `
+UPDATE deliveries d SET state = 'superseded', updated_at = now(), last_error = 'superseded by ' || $1
+FROM deliveries n
+WHERE n.event_id = $1 AND n.state = 'queued'
+  AND d.incident_id = $2 AND d.state = 'queued' AND d.event_id <> $1
+  AND d.subscriber_id = n.subscriber_id AND d.channel = n.channel
+  AND d.occurred_at <= n.occurred_at`
+
+func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, res *IngestResult) error {
+	var newer bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM events
+		               WHERE incident_id = $1 AND id <> $2 AND notify AND occurred_at > $3)`,
+		ev.IncidentID, ev.ID, ev.OccurredAt).Scan(&newer)
+	if err != nil {
+		return fmt.Errorf("check newer updates: %w", err)
+	}
+	rows, err := tx.Query(ctx, fanOutSQL, ev.ID, ev.IncidentID, ev.OccurredAt, ev.Components, newer)
+	if err != nil {
+		return fmt.Errorf("fan out: %w", err)
+	}
+	var channel, state string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&channel, &state, &n}, func() error {
+		if state == "queued" {
+			res.Queued[channel] = n
+		} else {
+			res.Superseded[channel] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fan out: %w", err)
+	}
+	var olderQueued bool
+	err = tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND event_id <> $2)`,
+		ev.IncidentID, ev.ID).Scan(&olderQueued)
+	if err != nil {
+		return fmt.Errorf("check queued updates: %w", err)
+	}
+	if olderQueued {
+		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID)
+		if err != nil {
+			return fmt.Errorf("supersede older deliveries: %w", err)
+		}
+		res.Replaced = tag.RowsAffected()
+	}
+	for channel := range res.Queued {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, channel); err != nil {
+			return fmt.Errorf("notify workers: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rejected is an event that failed validation.
+type Rejected struct {
+	ID         int64     `json:"id"`
+	EventID    string    `json:"event_id,omitempty"`
+	Raw        []byte    `json:"-"`
+	Reason     string    `json:"reason"`
+	Field      string    `json:"field,omitempty"`
+	Source     string    `json:"source"`
+	StreamSeq  uint64    `json:"stream_seq,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Reject stores an invalid event with its raw bytes and the reason.
+// Raw bytes over 1 MiB are truncated: the reason says how big it was.
+func (s *Store) Reject(ctx context.Context, r Rejected) error {
+	raw := r.Raw
+	if len(raw) > event.MaxPayloadBytes {
+		raw = raw[:event.MaxPayloadBytes]
+	}
+	var eventID *string
+	if r.EventID != "" && len(r.EventID) <= 1000 {
+		eventID = &r.EventID
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO rejected_events (event_id, raw, reason, field, source, stream_seq)
+		VALUES ($1, $2, $3, $4, $5, nullif($6, 0))`,
+		eventID, raw, r.Reason, r.Field, r.Source, int64(r.StreamSeq))
+	if err != nil {
+		return fmt.Errorf("store rejected event: %w", err)
+	}
+	return nil
+}
+
+// ListRejected returns the most recent rejected events, newest first.
+func (s *Store) ListRejected(ctx context.Context, limit int) ([]Rejected, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, coalesce(event_id, ''), raw, reason, field, source, coalesce(stream_seq, 0), received_at
+		FROM rejected_events ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list rejected events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Rejected, error) {
+		var x Rejected
+		var seq int64
+		err := r.Scan(&x.ID, &x.EventID, &x.Raw, &x.Reason, &x.Field, &x.Source, &seq, &x.ReceivedAt)
+		x.StreamSeq = uint64(seq)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list rejected events: %w", err)
+	}
+	return out, nil
+}
+
+// StoredEvent is an event as stored, with its arrival order.
+type StoredEvent struct {
+	event.Event
+	Seq        int64     `json:"-"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+const eventColumns = `id, incident_id, kind, status, impact, title, body, components,
+	occurred_at, scheduled_for, scheduled_until, notify, seq, received_at`
+
+func scanEvent(row pgx.Row) (StoredEvent, error) {
+	var e StoredEvent
+	err := row.Scan(&e.ID, &e.IncidentID, &e.Kind, &e.Status, &e.Impact, &e.Title, &e.Body, &e.Components,
+		&e.OccurredAt, &e.ScheduledFor, &e.ScheduledUntil, &e.Notify, &e.Seq, &e.ReceivedAt)
+	return e, err
+}
+
+// GetEvent returns one stored event.
+func (s *Store) GetEvent(ctx context.Context, id string) (StoredEvent, error) {
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return StoredEvent{}, fmt.Errorf("event %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return StoredEvent{}, fmt.Errorf("get event %q: %w", id, err)
+	}
+	return e, nil
+}
+
+// IncidentEvents returns the updates of an incident in timeline order
+// (occurred_at, then arrival).
+func (s *Store) IncidentEvents(ctx context.Context, incidentID string) ([]StoredEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE incident_id = $1 ORDER BY occurred_at, seq`, incidentID)
+	if err != nil {
+		return nil, fmt.Errorf("list incident %q: %w", incidentID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (StoredEvent, error) { return scanEvent(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list incident %q: %w", incidentID, err)
+	}
+	return out, nil
+}

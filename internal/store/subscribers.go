@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Subscriber is a person who is told about incidents.
+type Subscriber struct {
+	ID               int64      `json:"id"`
+	Email            string     `json:"email,omitempty"`
+	Phone            string     `json:"phone,omitempty"`
+	Name             string     `json:"name"`
+	Organisation     string     `json:"organisation"`
+	EmailConfirmedAt *time.Time `json:"email_confirmed_at,omitempty"`
+	EmailOptedOutAt  *time.Time `json:"email_opted_out_at,omitempty"`
+	SMSConfirmedAt   *time.Time `json:"sms_confirmed_at,omitempty"`
+	SMSOptedOutAt    *time.Time `json:"sms_opted_out_at,omitempty"`
+	Components       []string   `json:"components"`
+	CreatedAt        time.Time  `json:"created_at"`
+}
+
+// NewSubscriber is the input of CreateSubscriber. Addresses must already be
+// normalised (phone in E.164). ConfirmEmail and ConfirmSMS mark the channel
+// as confirmed at once (an administrator vouching for the address); without
+// them the channel waits for double opt-in.
+type NewSubscriber struct {
+	Email        string
+	Phone        string
+	Name         string
+	Organisation string
+	Components   []string
+	ConfirmEmail bool
+	ConfirmSMS   bool
+}
+
+// CreateSubscriber inserts a subscriber and their subscriptions. It returns
+// ErrConflict when the email or phone belongs to another subscriber and
+// ErrNotFound when a component does not exist.
+func (s *Store) CreateSubscriber(ctx context.Context, n NewSubscriber) (int64, error) {
+	var id int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at)
+			VALUES (nullif($1, ''), nullif($2, ''), $3, $4,
+			        CASE WHEN $5 AND $1 <> '' THEN now() END,
+			        CASE WHEN $6 AND $2 <> '' THEN now() END)
+			RETURNING id`,
+			n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS).Scan(&id)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("create subscriber: address: %w", ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("create subscriber: %w", err)
+		}
+		return setSubscriptions(ctx, tx, id, n.Components)
+	})
+	return id, err
+}
+
+// SetSubscriptions replaces the components a subscriber follows.
+func (s *Store) SetSubscriptions(ctx context.Context, id int64, components []string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return setSubscriptions(ctx, tx, id, components)
+	})
+}
+
+func setSubscriptions(ctx context.Context, tx pgx.Tx, id int64, components []string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE subscriber_id = $1 AND NOT component_key = ANY($2)`, id, components); err != nil {
+		return fmt.Errorf("set subscriptions: %w", err)
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO subscriptions (component_key, subscriber_id)
+		SELECT k, $1 FROM unnest($2::text[]) AS k
+		ON CONFLICT DO NOTHING`, id, components)
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("set subscriptions: unknown component or subscriber: %w", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("set subscriptions: %w", err)
+	}
+	_ = tag
+	return nil
+}
+
+const subscriberColumns = `
+	s.id, coalesce(s.email, ''), coalesce(s.phone, ''), s.name, s.organisation,
+	s.email_confirmed_at, s.email_opted_out_at, s.sms_confirmed_at, s.sms_opted_out_at,
+	coalesce((SELECT array_agg(component_key ORDER BY component_key) FROM subscriptions WHERE subscriber_id = s.id), '{}'),
+	s.created_at`
+
+func scanSubscriber(row pgx.Row) (Subscriber, error) {
+	var sub Subscriber
+	err := row.Scan(&sub.ID, &sub.Email, &sub.Phone, &sub.Name, &sub.Organisation,
+		&sub.EmailConfirmedAt, &sub.EmailOptedOutAt, &sub.SMSConfirmedAt, &sub.SMSOptedOutAt,
+		&sub.Components, &sub.CreatedAt)
+	return sub, err
+}
+
+// GetSubscriber returns one subscriber with their components.
+func (s *Store) GetSubscriber(ctx context.Context, id int64) (Subscriber, error) {
+	sub, err := scanSubscriber(s.pool.QueryRow(ctx, `SELECT `+subscriberColumns+` FROM subscribers s WHERE s.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Subscriber{}, fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Subscriber{}, fmt.Errorf("get subscriber %d: %w", id, err)
+	}
+	return sub, nil
+}
+
+// ListSubscribers returns subscribers ordered by id, after the given id, at
+// most limit of them.
+func (s *Store) ListSubscribers(ctx context.Context, afterID int64, limit int) ([]Subscriber, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+subscriberColumns+` FROM subscribers s WHERE s.id > $1 ORDER BY s.id LIMIT $2`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list subscribers: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscriber, error) { return scanSubscriber(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list subscribers: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteSubscriber removes a subscriber, their subscriptions and their
+// deliveries (personal data is erased, not kept for audit).
+func (s *Store) DeleteSubscriber(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM subscribers WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete subscriber %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// OptOut records that a subscriber no longer wants the channel and
+// suppresses their queued deliveries on it.
+func (s *Store) OptOut(ctx context.Context, id int64, channel string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE subscribers SET
+				email_opted_out_at = CASE WHEN $2 = 'email' THEN coalesce(email_opted_out_at, now()) ELSE email_opted_out_at END,
+				sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN coalesce(sms_opted_out_at, now())   ELSE sms_opted_out_at END,
+				updated_at = now()
+			WHERE id = $1`, id, channel)
+		if err != nil {
+			return fmt.Errorf("opt out: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+		}
+		return suppressQueued(ctx, tx, id, channel)
+	})
+}
+
+func suppressQueued(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE deliveries SET state = 'suppressed', updated_at = now(), last_error = 'recipient opted out'
+		WHERE subscriber_id = $1 AND channel = $2 AND state = 'queued'`, id, channel)
+	if err != nil {
+		return fmt.Errorf("suppress queued deliveries: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package stream owns crier's JetStream objects: the INCIDENTS stream, the
+// shared durable pull consumer crier-fanout, and publishing events with
+// Nats-Msg-Id set to the event id so the stream drops duplicates.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crier-dev/crier/internal/event"
+)
+
+// Default names, part of crier's public contract.
+const (
+	DefaultStream   = "INCIDENTS"
+	DefaultConsumer = "crier-fanout"
+	DefaultSubjects = "incidents.>"
+)
+
+// Config names the JetStream objects and sets their limits.
+type Config struct {
+	Stream   string // default INCIDENTS
+	Consumer string // default crier-fanout
+	// DuplicateWindow is how long the stream remembers Nats-Msg-Id values
+	// (default 2h). PostgreSQL dedups by event id forever; this window stops
+	// most repeats before they cost a write.
+	DuplicateWindow time.Duration
+	// MaxAge bounds how long events stay in the stream (default 7 days).
+	MaxAge time.Duration
+	// AckWait is how long a fan-out may hold a message before it is
+	// redelivered; the consumer sends progress while working (default 30s).
+	AckWait time.Duration
+	// MaxAckPending bounds messages in flight across all processes
+	// (default 1000; at least the number of fan-out workers).
+	MaxAckPending int
+}
+
+// WithDefaults fills in zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.Consumer == "" {
+		c.Consumer = DefaultConsumer
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Hour
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	return c
+}
+
+// Connect dials NATS with reconnection forever, so a NATS outage is ridden
+// out rather than fatal.
+func Connect(url, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// Ensure creates or updates the stream and the durable consumer. It is
+// idempotent and safe to run from several processes at once.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Consumer, error) {
+	cfg = cfg.WithDefaults()
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "crier incident events",
+		Subjects:    []string{DefaultSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.MaxAge,
+		MaxMsgSize:  event.MaxPayloadBytes,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer,
+		Description:   "crier fan-out into the delivery ledger",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: DefaultSubjects,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", cfg.Consumer, err)
+	}
+	return cons, nil
+}
+
+// ErrNotStored means JetStream did not acknowledge a publish: the event may
+// not be stored and the publisher should try again.
+var ErrNotStored = errors.New("event not stored by JetStream")
+
+// PublishResult is JetStream's acknowledgement of a publish.
+type PublishResult struct {
+	Stream    string `json:"stream"`
+	Sequence  uint64 `json:"sequence"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// Publish publishes the raw event on its subject with Nats-Msg-Id set to the
+// event id and waits for the stream's acknowledgement.
+func Publish(ctx context.Context, js jetstream.JetStream, ev event.Event, raw []byte) (PublishResult, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	ack, err := js.PublishMsg(ctx, &nats.Msg{
+		Subject: event.Subject(ev),
+		Data:    raw,
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{ev.ID}},
+	})
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("publish event %q: %w: %w", ev.ID, ErrNotStored, err)
+	}
+	return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
