@@ -97,6 +97,8 @@ CREATE TABLE deliveries (
     error_code       text,
     provider_id      text,
     created_at       timestamptz NOT NULL DEFAULT now(),
+    -- queued_at starts the maximum-age clock: fan-out, or a manual retry.
+    queued_at        timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     sent_at          timestamptz,
     UNIQUE (event_id, subscriber_id, channel)

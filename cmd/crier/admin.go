@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/crier-dev/crier/internal/email"
+	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// openStore reads the configuration and connects to the database, applying
+// migrations so admin commands work on a fresh database.
+func openStore(ctx context.Context, e *env) (*store.Store, error) {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.RequireDatabase(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Migrate(ctx, nil); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func subcommand(args []string, names ...string) (string, []string, error) {
+	if len(args) == 0 || (args[0] != "--help" && args[0] != "-h" && !contains(names, args[0])) {
+		return "", nil, fmt.Errorf("want one of: %s", strings.Join(names, ", "))
+	}
+	return args[0], args[1:], nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func cmdComponents(ctx context.Context, e *env, args []string) error {
+	help := "Usage:\n  crier components list\n  crier components put KEY --name NAME [--description TEXT]\n  crier components rm KEY [--force]\n\n" +
+		"Keys form a tree: atlas-sync/sync-pod-a is a child of atlas-sync, which must exist first.\n"
+	sub, rest, err := subcommand(args, "list", "put", "rm")
+	if err != nil || sub == "--help" || sub == "-h" {
+		fmt.Fprint(e.stderr, help)
+		if err != nil {
+			return errUsage
+		}
+		return nil
+	}
+	fs := flag.NewFlagSet("crier components "+sub, flag.ContinueOnError)
+	name := fs.String("name", "", "display name (put)")
+	desc := fs.String("description", "", "description (put)")
+	force := fs.Bool("force", false, "remove the subtree and its subscriptions too (rm)")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		rest = append(rest[1:], rest[0]) // allow the key before the flags
+	}
+	if err := parse(fs, e, rest); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "list":
+		cs, err := st.ListComponents(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tNAME\tDESCRIPTION")
+		for _, c := range cs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Key, c.Name, c.Description)
+		}
+		return tw.Flush()
+	case "put":
+		if fs.NArg() != 1 || *name == "" {
+			return errors.New("put needs a KEY and --name")
+		}
+		key := fs.Arg(0)
+		if !event.ValidKey(key) {
+			return fmt.Errorf("%q is not a component key: lower-case letters, digits and dashes, groups separated by /", key)
+		}
+		created, err := st.PutComponent(ctx, store.Component{Key: key, Name: *name, Description: *desc})
+		if err != nil {
+			return err
+		}
+		verb := "updated"
+		if created {
+			verb = "created"
+		}
+		e.printf("%s %s\n", verb, key)
+	case "rm":
+		if fs.NArg() != 1 {
+			return errors.New("rm needs a KEY")
+		}
+		if err := st.DeleteComponent(ctx, fs.Arg(0), *force); err != nil {
+			if errors.Is(err, store.ErrInUse) {
+				return fmt.Errorf("%w (use --force to remove them too)", err)
+			}
+			return err
+		}
+		e.printf("removed %s\n", fs.Arg(0))
+	}
+	return nil
+}
+
+func cmdSubscribers(ctx context.Context, e *env, args []string) error {
+	help := "Usage:\n  crier subscribers list\n  crier subscribers add [--email A] [--phone N] [--name N] [--organisation O] --component KEY [--confirmed]\n  crier subscribers rm ID\n\n" +
+		"Without --confirmed a channel waits for the subscriber to confirm it (double opt-in).\n"
+	sub, rest, err := subcommand(args, "list", "add", "rm")
+	if err != nil || sub == "--help" || sub == "-h" {
+		fmt.Fprint(e.stderr, help)
+		if err != nil {
+			return errUsage
+		}
+		return nil
+	}
+	fs := flag.NewFlagSet("crier subscribers "+sub, flag.ContinueOnError)
+	emailAddr := fs.String("email", "", "email address (add)")
+	phoneNum := fs.String("phone", "", "mobile number, national or E.164 (add)")
+	name := fs.String("name", "", "name (add)")
+	org := fs.String("organisation", "", "care home or organisation (add)")
+	confirmed := fs.Bool("confirmed", false, "mark the given channels as confirmed (add)")
+	var components stringList
+	fs.Var(&components, "component", "component key to follow (repeat or separate with commas) (add)")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		rest = append(rest[1:], rest[0])
+	}
+	if err := parse(fs, e, rest); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "list":
+		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEMAIL\tPHONE\tNAME\tORGANISATION\tCOMPONENTS")
+		var after int64
+		for {
+			subs, err := st.ListSubscribers(ctx, after, 500)
+			if err != nil {
+				return err
+			}
+			for _, s := range subs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, channelCell(s.Email, s.EmailConfirmedAt != nil, s.EmailOptedOutAt != nil),
+					channelCell(s.Phone, s.SMSConfirmedAt != nil, s.SMSOptedOutAt != nil), s.Name, s.Organisation, strings.Join(s.Components, ","))
+				after = s.ID
+			}
+			if len(subs) < 500 {
+				break
+			}
+		}
+		return tw.Flush()
+	case "add":
+		if *emailAddr == "" && *phoneNum == "" {
+			return errors.New("add needs --email or --phone")
+		}
+		if len(components) == 0 {
+			return errors.New("add needs at least one --component")
+		}
+		n := store.NewSubscriber{Email: strings.TrimSpace(*emailAddr), Name: *name, Organisation: *org,
+			Components: components, ConfirmEmail: *confirmed, ConfirmSMS: *confirmed}
+		if n.Email != "" && email.CheckAddress(n.Email) != nil {
+			return fmt.Errorf("--email %q is not an email address", n.Email)
+		}
+		if *phoneNum != "" {
+			if n.Phone, err = phone.Normalize(*phoneNum, cfg.PhoneRegion); err != nil {
+				return fmt.Errorf("--phone: %w", err)
+			}
+		}
+		id, err := st.CreateSubscriber(ctx, n)
+		if err != nil {
+			return err
+		}
+		e.printf("created subscriber %d\n", id)
+	case "rm":
+		if fs.NArg() != 1 {
+			return errors.New("rm needs an ID")
+		}
+		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a subscriber id", fs.Arg(0))
+		}
+		if err := st.DeleteSubscriber(ctx, id); err != nil {
+			return err
+		}
+		e.printf("removed subscriber %d\n", id)
+	}
+	return nil
+}
+
+func channelCell(addr string, confirmed, optedOut bool) string {
+	switch {
+	case addr == "":
+		return "-"
+	case optedOut:
+		return addr + " (opted out)"
+	case !confirmed:
+		return addr + " (unconfirmed)"
+	}
+	return addr
+}
+
+func cmdDeliveries(ctx context.Context, e *env, args []string) error {
+	help := "Usage:\n  crier deliveries --event ID | --incident ID\n  crier deliveries retry --event ID | --incident ID\n\n" +
+		"Shows how many deliveries are in each state per channel and lists the failures,\nor puts failed deliveries back in the queue.\n"
+	retry := len(args) > 0 && args[0] == "retry"
+	if retry {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("crier deliveries", flag.ContinueOnError)
+	eventID := fs.String("event", "", "event id")
+	incidentID := fs.String("incident", "", "incident id")
+	limit := fs.Int("limit", 50, "most failures to list")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
+	if err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if (*eventID == "") == (*incidentID == "") {
+		fmt.Fprint(e.stderr, help)
+		return errors.New("give exactly one of --event and --incident")
+	}
+	sc := store.Scope{EventID: *eventID, IncidentID: *incidentID}
+	st, err := openStore(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if retry {
+		n, err := st.RetryFailed(ctx, sc)
+		if err != nil {
+			return err
+		}
+		e.printf("requeued %d failed deliveries\n", n)
+		return nil
+	}
+	counts, err := st.CountDeliveries(ctx, sc)
+	if err != nil {
+		return err
+	}
+	if len(counts) == 0 {
+		e.printf("no deliveries\n")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANNEL\tSTATE\tCOUNT")
+	for _, c := range counts {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Channel, c.State, c.Count)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	failed, err := st.ListDeliveries(ctx, store.DeliveryFilter{Scope: sc, State: store.StateFailed, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		e.printf("\nfailures:\n")
+		tw = tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEVENT\tCHANNEL\tTO\tATTEMPTS\tCODE\tERROR")
+		for _, d := range failed {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.EventID, d.Channel, d.Address, d.Attempts, d.ErrorCode, d.LastError)
+		}
+		return tw.Flush()
+	}
+	return nil
+}

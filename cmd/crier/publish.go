@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/stream"
+)
+
+// stringList is a repeatable flag that also accepts comma-separated values.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+func cmdPublish(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("crier publish", flag.ContinueOnError)
+	file := fs.String("file", "", "read the event's JSON from this file (- for standard input) instead of the flags")
+	id := fs.String("id", "", "unique id of this update (the dedup key); default: <incident-id>-<unix time>")
+	incident := fs.String("incident-id", "", "incident the update belongs to")
+	kind := fs.String("kind", "incident", "incident or maintenance")
+	status := fs.String("status", "", "investigating, identified, monitoring, update, resolved, postmortem; or scheduled, in_progress, verifying, completed")
+	impact := fs.String("impact", "major", "none, minor, major or critical")
+	title := fs.String("title", "", "title of the incident")
+	body := fs.String("body", "", "text of the update")
+	occurred := fs.String("occurred-at", "", "RFC 3339 time of the update (default now)")
+	schedFor := fs.String("scheduled-for", "", "maintenance start (RFC 3339)")
+	schedUntil := fs.String("scheduled-until", "", "maintenance end (RFC 3339)")
+	notify := fs.Bool("notify", true, "notify subscribers (false records the update silently)")
+	var components stringList
+	fs.Var(&components, "component", "affected component key (repeat or separate with commas)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: crier publish --file event.json\n       crier publish --incident-id ID --status S --title T --component KEY [flags]\n\n"+
+			"Publishes one event on JetStream (stream INCIDENTS) with Nats-Msg-Id set to its id,\nwaits for the stream's acknowledgement and prints it. Uses CRIER_NATS_URL.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, e, args); err != nil {
+		return err
+	}
+	var raw []byte
+	var err error
+	if *file != "" {
+		if *file == "-" {
+			raw, err = readAll(os.Stdin)
+		} else {
+			raw, err = os.ReadFile(*file)
+		}
+		if err != nil {
+			return fmt.Errorf("read event: %w", err)
+		}
+	} else {
+		m := map[string]any{
+			"incident_id": *incident, "kind": *kind, "status": *status, "impact": *impact,
+			"title": *title, "body": *body, "components": []string(components), "notify": *notify,
+		}
+		now := time.Now().UTC()
+		m["occurred_at"] = now.Format(time.RFC3339)
+		if *occurred != "" {
+			m["occurred_at"] = *occurred
+		}
+		m["id"] = *id
+		if *id == "" {
+			m["id"] = fmt.Sprintf("%s-%d", *incident, now.UnixNano())
+		}
+		if *schedFor != "" {
+			m["scheduled_for"] = *schedFor
+		}
+		if *schedUntil != "" {
+			m["scheduled_until"] = *schedUntil
+		}
+		if raw, err = json.Marshal(m); err != nil {
+			return err
+		}
+	}
+	// Refuse here what the consumer would reject anyway (the catalog check
+	// happens in the consumer, which knows the catalog).
+	ev, err := event.Decode(raw, time.Now())
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	nc, err := stream.Connect(cfg.NATSURL, "crier publish")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+		return err
+	}
+	ack, err := stream.Publish(ctx, js, ev, raw)
+	if err != nil {
+		return err
+	}
+	e.printf("published %s: stream %s sequence %d duplicate %t\n", ev.ID, ack.Stream, ack.Sequence, ack.Duplicate)
+	return nil
+}
+
+func readAll(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, event.MaxPayloadBytes+1))
+	if err == nil && len(b) > event.MaxPayloadBytes {
+		return nil, fmt.Errorf("event is larger than %d bytes", event.MaxPayloadBytes)
+	}
+	return b, err
+}
+
+func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }

@@ -1,0 +1,178 @@
+// Package compose turns a claimed delivery into the message to send: it
+// loads the event, its incident's timeline and the catalog's display names
+// once per event, renders the templates once per event with
+// internal/render, and personalises per recipient with their links.
+package compose
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/render"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/token"
+)
+
+// Config says where links point and how long a rendered event is reused.
+type Config struct {
+	// PublicURL is crier's external base URL, e.g. https://status.example.org.
+	PublicURL string
+	// MailDomain is the domain of Message-IDs (the From address's domain).
+	MailDomain string
+	// UnsubscribeMailbox, if set, is the address of the mailto:
+	// List-Unsubscribe target (an operator's mailbox).
+	UnsubscribeMailbox string
+	// CacheFor is how long one rendering of an event is reused (default
+	// 30s); a late-arriving older update shows in later renderings.
+	CacheFor time.Duration
+}
+
+// Composer implements deliver.Composer.
+type Composer struct {
+	cfg      Config
+	store    *store.Store
+	renderer *render.Renderer
+	signer   *token.Signer
+	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]*entry
+}
+
+type entry struct {
+	once     sync.Once
+	prepared *render.Prepared
+	err      error
+	expires  time.Time
+}
+
+// New returns a Composer.
+func New(cfg Config, st *store.Store, r *render.Renderer, signer *token.Signer) *Composer {
+	if cfg.CacheFor <= 0 {
+		cfg.CacheFor = 30 * time.Second
+	}
+	return &Composer{cfg: cfg, store: st, renderer: r, signer: signer, now: time.Now, cache: map[string]*entry{}}
+}
+
+// Compose renders the message for one delivery.
+func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Message, error) {
+	p, err := c.prepared(ctx, d.EventID)
+	if err != nil {
+		return deliver.Message{}, err
+	}
+	rc := render.Recipient{
+		ManageURL:      c.ManageURL(d.SubscriberID),
+		UnsubscribeURL: c.UnsubscribeURL(d.SubscriberID, d.Channel),
+	}
+	m := deliver.Message{DeliveryID: d.ID, Channel: d.Channel, To: d.Address}
+	switch d.Channel {
+	case deliver.ChannelEmail:
+		e := p.Email(rc)
+		m.Subject, m.Text, m.HTML = e.Subject, e.Text, e.HTML
+		m.MessageID = MessageID(d.ID, d.EventID, c.cfg.MailDomain)
+		m.UnsubscribeURL = rc.UnsubscribeURL
+		if c.cfg.UnsubscribeMailbox != "" {
+			m.UnsubscribeMailto = "mailto:" + c.cfg.UnsubscribeMailbox + "?subject=" +
+				url.QueryEscape("unsubscribe "+c.signer.Make(token.PurposeUnsubscribeEmail, d.SubscriberID, 0))
+		}
+	case deliver.ChannelSMS:
+		m.Text = p.SMS(rc).Body
+		m.StatusCallback = c.cfg.PublicURL + "/webhooks/twilio/status"
+	default:
+		return deliver.Message{}, fmt.Errorf("compose: unknown channel %q", d.Channel)
+	}
+	return m, nil
+}
+
+// ManageURL is a subscriber's subscription page.
+func (c *Composer) ManageURL(subscriberID int64) string {
+	return c.cfg.PublicURL + "/manage/" + c.signer.Make(token.PurposeManage, subscriberID, 0)
+}
+
+// UnsubscribeURL is a subscriber's one-click unsubscribe link for channel.
+func (c *Composer) UnsubscribeURL(subscriberID int64, channel string) string {
+	return c.cfg.PublicURL + "/unsubscribe/" + c.signer.Make(token.UnsubscribePurpose(channel), subscriberID, 0)
+}
+
+// MessageID is the stable Message-ID of a delivery's email (without angle
+// brackets): a resend of the same delivery carries the same id.
+func MessageID(deliveryID int64, eventID, domain string) string {
+	h := sha256.Sum256([]byte(eventID))
+	return "crier." + strconv.FormatInt(deliveryID, 10) + "." + hex.EncodeToString(h[:6]) + "@" + domain
+}
+
+func (c *Composer) prepared(ctx context.Context, eventID string) (*render.Prepared, error) {
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.cache[eventID]
+	if !ok || now.After(e.expires) {
+		for id, old := range c.cache {
+			if now.After(old.expires) {
+				delete(c.cache, id)
+			}
+		}
+		e = &entry{expires: now.Add(c.cfg.CacheFor)}
+		c.cache[eventID] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.prepared, e.err = c.prepare(ctx, eventID) })
+	if e.err != nil {
+		c.mu.Lock()
+		if c.cache[eventID] == e {
+			delete(c.cache, eventID)
+		}
+		c.mu.Unlock()
+	}
+	return e.prepared, e.err
+}
+
+func (c *Composer) prepare(ctx context.Context, eventID string) (*render.Prepared, error) {
+	ev, err := c.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	updates, err := c.store.IncidentEvents(ctx, ev.IncidentID)
+	if err != nil {
+		return nil, err
+	}
+	components, err := c.store.ListComponents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[string]string, len(components))
+	for _, comp := range components {
+		names[comp.Key] = comp.Name
+	}
+	re := render.Event{
+		ID: ev.ID, IncidentID: ev.IncidentID, Kind: ev.Kind, Status: ev.Status, Impact: ev.Impact,
+		Title: ev.Title, Body: ev.Body, OccurredAt: ev.OccurredAt,
+		ScheduledFor: ev.ScheduledFor, ScheduledUntil: ev.ScheduledUntil,
+	}
+	for _, k := range ev.Components {
+		if n, ok := names[k]; ok {
+			re.Components = append(re.Components, n)
+		} else {
+			re.Components = append(re.Components, k)
+		}
+	}
+	// The timeline so far: updates up to this one in (occurred_at, arrival)
+	// order, in arrival order as render expects.
+	for _, u := range updates {
+		if u.OccurredAt.After(ev.OccurredAt) || (u.OccurredAt.Equal(ev.OccurredAt) && u.Seq > ev.Seq) {
+			continue
+		}
+		re.Timeline = append(re.Timeline, render.Update{ID: u.ID, Status: u.Status, Title: u.Title, Body: u.Body, OccurredAt: u.OccurredAt})
+	}
+	p, err := c.renderer.Prepare(re)
+	if err != nil {
+		return nil, fmt.Errorf("render event %q: %w", eventID, err)
+	}
+	return p, nil
+}

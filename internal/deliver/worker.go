@@ -1,0 +1,375 @@
+package deliver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/crier-dev/crier/internal/metrics"
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// Sender sends one message on one channel and returns the provider's id for
+// it. Errors are *PermanentError, *TransientError, or anything else
+// (treated as transient).
+type Sender interface {
+	Send(ctx context.Context, m Message) (providerID string, err error)
+}
+
+// Composer turns a claimed delivery into the message to send. It is called
+// for every delivery, so it should cache per-event work.
+type Composer interface {
+	Compose(ctx context.Context, d store.Claimed) (Message, error)
+}
+
+// Config tunes the workers of one channel. Zero fields take the documented
+// defaults.
+type Config struct {
+	Channel string // ChannelEmail or ChannelSMS; required
+	// Concurrency is the number of sends in flight (default 16).
+	Concurrency int
+	// BatchSize is the most deliveries claimed in one statement (default 200).
+	BatchSize int
+	// Lease is how long a claimed delivery stays with this worker before
+	// another may take it (default 2m).
+	Lease time.Duration
+	// SendTimeout bounds one send (default 30s).
+	SendTimeout time.Duration
+	// MaxAttempts is the number of attempts before a delivery fails
+	// (default 8).
+	MaxAttempts int
+	// MaxAge is how long after fan-out a delivery may still be sent; older
+	// ones fail as expired (default 1h).
+	MaxAge time.Duration
+	// BaseBackoff and MaxBackoff shape the exponential backoff with jitter
+	// between attempts (defaults 5s and 10m).
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// PollInterval is how often the queue is checked without a wake-up
+	// (default 500ms); retries become due this way.
+	PollInterval time.Duration
+	// ReapInterval is how often expired leases are put back (default 5s).
+	ReapInterval time.Duration
+	// FlushInterval bounds how long an outcome waits to be written with
+	// others (default 20ms).
+	FlushInterval time.Duration
+	// RatePerSecond, when positive, limits claims so that no claimed
+	// delivery waits longer than half its lease behind the sender's rate
+	// limit (the sender enforces the rate itself).
+	RatePerSecond float64
+}
+
+// WithDefaults fills in zero fields.
+func (c Config) WithDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 200
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	def(&c.Lease, 2*time.Minute)
+	def(&c.SendTimeout, 30*time.Second)
+	def(&c.MaxAge, time.Hour)
+	def(&c.BaseBackoff, 5*time.Second)
+	def(&c.MaxBackoff, 10*time.Minute)
+	def(&c.PollInterval, 500*time.Millisecond)
+	def(&c.ReapInterval, 5*time.Second)
+	def(&c.FlushInterval, 20*time.Millisecond)
+	if c.RatePerSecond > 0 {
+		limit := int(c.RatePerSecond * c.Lease.Seconds() / 2)
+		c.BatchSize = max(1, min(c.BatchSize, limit))
+		c.Concurrency = max(1, min(c.Concurrency, limit))
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Channel != ChannelEmail && c.Channel != ChannelSMS {
+		return fmt.Errorf("deliver: unknown channel %q", c.Channel)
+	}
+	return nil
+}
+
+// Worker sends the queued deliveries of one channel.
+type Worker struct {
+	cfg      Config
+	store    *store.Store
+	sender   Sender
+	composer Composer
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	owner    string
+	wake     chan struct{}
+}
+
+// NewWorker returns a worker for cfg.Channel. m may be nil.
+func NewWorker(cfg Config, st *store.Store, sender Sender, composer Composer, log *slog.Logger, m *metrics.Metrics) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = metrics.New()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &Worker{
+		cfg: cfg, store: st, sender: sender, composer: composer, log: log, metrics: m,
+		owner: cfg.Channel + "-" + hex.EncodeToString(b),
+		wake:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Wake tells the worker that deliveries were queued. It never blocks.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+type job struct {
+	d     store.Claimed
+	start time.Time
+}
+
+// Run claims and sends until ctx is cancelled. Then it stops claiming,
+// releases the deliveries it claimed but did not start, lets sends in flight
+// finish (each bounded by SendTimeout), records every outcome and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	jobs := make(chan job)
+	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
+	var senders sync.WaitGroup
+	for range w.cfg.Concurrency {
+		senders.Go(func() {
+			for j := range jobs {
+				outcomes <- w.deliver(ctx, j)
+			}
+		})
+	}
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		w.recordLoop(outcomes)
+	}()
+
+	w.claimLoop(ctx, jobs, outcomes)
+	close(jobs)
+	senders.Wait()
+	close(outcomes)
+	<-recorded
+	return nil
+}
+
+func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
+	poll := time.NewTicker(w.cfg.PollInterval)
+	defer poll.Stop()
+	lastReap := time.Time{}
+	for ctx.Err() == nil {
+		if time.Since(lastReap) >= w.cfg.ReapInterval {
+			lastReap = time.Now()
+			if n, err := w.store.Reap(ctx); err != nil {
+				w.log.WarnContext(ctx, "reap leases", "channel", w.cfg.Channel, "error", err)
+			} else if n > 0 {
+				w.log.InfoContext(ctx, "expired leases requeued", "channel", w.cfg.Channel, "count", n)
+			}
+		}
+		batch, err := w.store.Claim(ctx, w.cfg.Channel, w.cfg.BatchSize, w.owner, w.cfg.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.WarnContext(ctx, "claim deliveries", "channel", w.cfg.Channel, "error", err)
+			}
+			w.sleep(ctx, poll.C)
+			continue
+		}
+		if len(batch) == 0 {
+			w.sleep(ctx, poll.C)
+			continue
+		}
+		w.log.DebugContext(ctx, "delivery batch claimed", "channel", w.cfg.Channel, "count", len(batch))
+		for i, d := range batch {
+			select {
+			case jobs <- job{d: d, start: time.Now()}:
+			case <-ctx.Done():
+				for _, rest := range batch[i:] {
+					outcomes <- store.Outcome{ID: rest.ID, Attempt: rest.Attempt, Outcome: store.OutcomeReleased, NextAttemptAt: time.Now()}
+					w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, store.OutcomeReleased).Inc()
+				}
+				return
+			}
+		}
+	}
+}
+
+// sleep waits for a wake-up, the poll tick or cancellation.
+func (w *Worker) sleep(ctx context.Context, tick <-chan time.Time) {
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-tick:
+	}
+}
+
+// deliver composes and sends one delivery and decides its outcome.
+func (w *Worker) deliver(ctx context.Context, j job) (out store.Outcome) {
+	d := j.d
+	out = store.Outcome{ID: d.ID, Attempt: d.Attempt, StartedAt: j.start}
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.ErrorContext(ctx, "panic while sending", "channel", w.cfg.Channel, "delivery_id", d.ID, "panic", fmt.Sprint(p))
+			out.Outcome, out.ErrorCode, out.Error = store.OutcomeFailed, "panic", fmt.Sprintf("panic: %v", p)
+		}
+		w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, outcomeLabel(out)).Inc()
+	}()
+	if age := time.Since(d.QueuedAt); age > w.cfg.MaxAge {
+		out.Outcome, out.ErrorCode = store.OutcomeFailed, "expired"
+		out.Error = fmt.Sprintf("expired: not sent within %s of fan-out", w.cfg.MaxAge)
+		return out
+	}
+	// Sends in flight finish after shutdown starts; SendTimeout bounds them.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.SendTimeout)
+	defer cancel()
+	msg, err := w.composer.Compose(sendCtx, d)
+	if err != nil {
+		err = fmt.Errorf("compose: %w", err)
+	} else {
+		start := time.Now()
+		out.ProviderID, err = w.sender.Send(sendCtx, msg)
+		w.metrics.SendDuration.WithLabelValues(w.cfg.Channel).Observe(time.Since(start).Seconds())
+	}
+	if err == nil {
+		out.Outcome = store.OutcomeSent
+		return out
+	}
+	return w.failure(ctx, d, out, err)
+}
+
+func outcomeLabel(o store.Outcome) string {
+	if o.ErrorCode == "expired" {
+		return "expired"
+	}
+	return o.Outcome
+}
+
+// failure turns a send error into a retry or a permanent failure.
+func (w *Worker) failure(ctx context.Context, d store.Claimed, out store.Outcome, err error) store.Outcome {
+	out.Error = err.Error()
+	var perm *PermanentError
+	var trans *TransientError
+	code := "network"
+	switch {
+	case errors.As(err, &perm):
+		code = perm.Code
+		out.ErrorCode = perm.Code
+		out.Outcome = store.OutcomeFailed
+		if perm.OptOut {
+			if err := w.store.OptOut(context.WithoutCancel(ctx), d.SubscriberID, d.Channel); err != nil {
+				w.log.ErrorContext(ctx, "opt out after provider refusal", "delivery_id", d.ID, "error", err)
+			}
+		}
+	case errors.As(err, &trans):
+		if trans.Code != "" {
+			code = trans.Code
+		}
+		out.ErrorCode = trans.Code
+	}
+	if code == "" {
+		code = "unknown"
+	}
+	w.metrics.ProviderErrors.WithLabelValues(w.cfg.Channel, code).Inc()
+	if out.Outcome == store.OutcomeFailed {
+		return out
+	}
+	if d.Attempt >= w.cfg.MaxAttempts {
+		out.Outcome = store.OutcomeFailed
+		out.Error = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, out.Error)
+		return out
+	}
+	delay := w.backoff(d.Attempt)
+	if trans != nil && trans.RetryAfter > delay {
+		delay = trans.RetryAfter
+	}
+	next := time.Now().Add(delay)
+	if next.After(d.QueuedAt.Add(w.cfg.MaxAge)) {
+		out.Outcome, out.ErrorCode = store.OutcomeFailed, "expired"
+		out.Error = fmt.Sprintf("expired: next attempt would be after the maximum age of %s: %s", w.cfg.MaxAge, out.Error)
+		return out
+	}
+	out.Outcome = store.OutcomeRetry
+	out.NextAttemptAt = next
+	return out
+}
+
+// backoff is exponential in the attempt number with "equal jitter": half
+// the delay is fixed, half random, so retries of a burst spread out.
+func (w *Worker) backoff(attempt int) time.Duration {
+	d := w.cfg.BaseBackoff << min(attempt-1, 20)
+	if d <= 0 || d > w.cfg.MaxBackoff {
+		d = w.cfg.MaxBackoff
+	}
+	half := d / 2
+	return half + time.Duration(mrand.Int64N(int64(half)+1))
+}
+
+// recordLoop writes outcomes in batches: when FlushInterval has passed or a
+// batch is full. A failed write is retried until it succeeds or the lease
+// would have expired anyway (then the deliveries are sent again: at least
+// once).
+func (w *Worker) recordLoop(outcomes <-chan store.Outcome) {
+	ctx := context.Background()
+	var pending []store.Outcome
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		deadline := time.Now().Add(w.cfg.Lease)
+		for attempt := 0; ; attempt++ {
+			_, err := w.store.Record(ctx, w.owner, pending)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				w.log.ErrorContext(ctx, "record outcomes: giving up, leases will expire", "channel", w.cfg.Channel, "count", len(pending), "error", err)
+				break
+			}
+			w.log.WarnContext(ctx, "record outcomes", "channel", w.cfg.Channel, "count", len(pending), "error", err)
+			time.Sleep(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
+		}
+		w.log.DebugContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(pending))
+		pending = pending[:0]
+	}
+	timer := time.NewTimer(w.cfg.FlushInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case o, ok := <-outcomes:
+			if !ok {
+				flush()
+				return
+			}
+			if len(pending) == 0 {
+				timer.Reset(w.cfg.FlushInterval)
+			}
+			pending = append(pending, o)
+			if len(pending) >= w.cfg.BatchSize {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Delivery states.
+const (
+	StateQueued      = "queued"
+	StateSending     = "sending"
+	StateSent        = "sent"
+	StateDelivered   = "delivered"
+	StateUndelivered = "undelivered"
+	StateFailed      = "failed"
+	StateSuperseded  = "superseded"
+	StateSuppressed  = "suppressed"
+)
+
+// Claimed is a delivery leased to one worker for sending.
+type Claimed struct {
+	ID           int64
+	EventID      string
+	SubscriberID int64
+	Channel      string
+	Address      string
+	Attempt      int // this attempt's number, from 1
+	// QueuedAt is when the delivery was queued (fan-out or manual retry);
+	// its maximum age counts from here.
+	QueuedAt  time.Time
+	ClaimedAt time.Time
+}
+
+// Claim leases up to limit queued deliveries of channel that are due,
+// oldest first, skipping rows other workers hold. The lease is owned by
+// owner and expires after lease; Reap puts expired leases back.
+func (s *Store) Claim(ctx context.Context, channel string, limit int, owner string, lease time.Duration) ([]Claimed, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH picked AS (
+			SELECT id FROM deliveries
+			WHERE state = 'queued' AND channel = $1 AND next_attempt_at <= now()
+			ORDER BY next_attempt_at, id
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE deliveries d
+		SET state = 'sending', attempts = d.attempts + 1, lease_owner = $3,
+		    lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now()
+		FROM picked WHERE d.id = picked.id
+		RETURNING d.id, d.event_id, d.subscriber_id, d.channel, d.address, d.attempts, d.queued_at, now()`,
+		channel, limit, owner, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim %s deliveries: %w", channel, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+		var c Claimed
+		err := r.Scan(&c.ID, &c.EventID, &c.SubscriberID, &c.Channel, &c.Address, &c.Attempt, &c.QueuedAt, &c.ClaimedAt)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %s deliveries: %w", channel, err)
+	}
+	return out, nil
+}
+
+// Attempt outcomes, as recorded in delivery_attempts.outcome.
+const (
+	OutcomeSent     = "sent"     // provider accepted: state sent
+	OutcomeRetry    = "retry"    // transient failure: state queued again
+	OutcomeFailed   = "failed"   // permanent failure, attempts or age exhausted
+	OutcomeReleased = "released" // not attempted (shutdown): back to queued, attempt not counted
+)
+
+// Outcome is the result of one claimed delivery.
+type Outcome struct {
+	ID         int64
+	Attempt    int
+	Outcome    string // one of the Outcome constants
+	ProviderID string
+	ErrorCode  string
+	Error      string
+	// NextAttemptAt is when a retried delivery is due again.
+	NextAttemptAt time.Time
+	StartedAt     time.Time
+}
+
+// Record writes a batch of outcomes and their attempt rows in one round
+// trip. Only rows still leased by owner change state: a lease that expired
+// and was claimed again by another worker is left to that worker (the
+// attempt is still recorded). It returns how many deliveries changed.
+func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (int64, error) {
+	n := len(outcomes)
+	ids := make([]int64, n)
+	attempts := make([]int32, n)
+	kinds := make([]string, n)
+	providerIDs := make([]string, n)
+	codes := make([]string, n)
+	errs := make([]string, n)
+	next := make([]time.Time, n)
+	started := make([]time.Time, n)
+	for i, o := range outcomes {
+		ids[i], attempts[i], kinds[i] = o.ID, int32(o.Attempt), o.Outcome
+		providerIDs[i], codes[i], errs[i] = o.ProviderID, o.ErrorCode, truncate(o.Error, 2000)
+		next[i], started[i] = o.NextAttemptAt, o.StartedAt
+		if next[i].IsZero() {
+			next[i] = time.Now()
+		}
+		if started[i].IsZero() {
+			started[i] = time.Now()
+		}
+	}
+	var changed int64
+	err := s.pool.QueryRow(ctx, `
+		WITH o AS (
+			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+			                     $7::timestamptz[], $8::timestamptz[])
+			AS o(id, attempt, outcome, provider_id, error_code, error, next_attempt_at, started_at)
+		), upd AS (
+			UPDATE deliveries d SET
+				state = CASE o.outcome WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'failed' ELSE 'queued' END,
+				attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
+				provider_id = coalesce(nullif(o.provider_id, ''), d.provider_id),
+				error_code = CASE WHEN o.outcome = 'released' THEN d.error_code ELSE nullif(o.error_code, '') END,
+				last_error = CASE WHEN o.outcome = 'released' THEN d.last_error ELSE nullif(o.error, '') END,
+				next_attempt_at = CASE WHEN o.outcome IN ('retry', 'released') THEN o.next_attempt_at ELSE d.next_attempt_at END,
+				sent_at = CASE WHEN o.outcome = 'sent' THEN now() ELSE d.sent_at END,
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+			FROM o
+			WHERE d.id = o.id AND d.state = 'sending' AND d.lease_owner = $9
+			RETURNING d.id
+		), att AS (
+			INSERT INTO delivery_attempts (delivery_id, attempt, started_at, outcome, provider_id, error_code, error)
+			SELECT o.id, o.attempt, o.started_at, o.outcome, nullif(o.provider_id, ''), nullif(o.error_code, ''), nullif(o.error, '')
+			FROM o WHERE o.outcome <> 'released'
+		)
+		SELECT count(*) FROM upd`,
+		ids, attempts, kinds, providerIDs, codes, errs, next, started, owner).Scan(&changed)
+	if err != nil {
+		return 0, fmt.Errorf("record %d outcomes: %w", n, err)
+	}
+	return changed, nil
+}
+
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	// Cut on a rune boundary.
+	for max > 0 && s[max]&0xC0 == 0x80 {
+		max--
+	}
+	return s[:max]
+}
+
+// Reap puts deliveries whose lease expired (their worker died) back in the
+// queue and returns how many.
+func (s *Store) Reap(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+		       last_error = 'lease expired: worker stopped while sending', updated_at = now()
+		WHERE state = 'sending' AND lease_expires_at < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("reap expired leases: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Scope selects the deliveries of one event or of one incident.
+type Scope struct {
+	EventID    string
+	IncidentID string
+}
+
+func (sc Scope) where() (string, []any) {
+	if sc.EventID != "" {
+		return "event_id = $1", []any{sc.EventID}
+	}
+	return "incident_id = $1", []any{sc.IncidentID}
+}
+
+// StateCount is how many deliveries of a channel are in a state.
+type StateCount struct {
+	Channel string `json:"channel"`
+	State   string `json:"state"`
+	Count   int64  `json:"count"`
+}
+
+// CountDeliveries counts the deliveries in scope per channel and state.
+func (s *Store) CountDeliveries(ctx context.Context, sc Scope) ([]StateCount, error) {
+	where, args := sc.where()
+	rows, err := s.pool.Query(ctx, `SELECT channel, state, count(*) FROM deliveries WHERE `+where+` GROUP BY 1, 2 ORDER BY 1, 2`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[StateCount])
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// Delivery is one row of the ledger, for reports.
+type Delivery struct {
+	ID           int64      `json:"id"`
+	EventID      string     `json:"event_id"`
+	SubscriberID int64      `json:"subscriber_id"`
+	Channel      string     `json:"channel"`
+	Address      string     `json:"address"`
+	State        string     `json:"state"`
+	Attempts     int        `json:"attempts"`
+	ErrorCode    string     `json:"error_code,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	ProviderID   string     `json:"provider_id,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	SentAt       *time.Time `json:"sent_at,omitempty"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+}
+
+// DeliveryFilter narrows ListDeliveries.
+type DeliveryFilter struct {
+	Scope
+	Channel string // optional
+	State   string // optional
+	AfterID int64  // for pagination: rows with a greater id
+	Limit   int
+}
+
+// ListDeliveries lists deliveries in scope ordered by id.
+func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error) {
+	where, args := f.where()
+	args = append(args, f.Channel, f.State, f.AfterID, max(1, f.Limit))
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, event_id, subscriber_id, channel, address, state, attempts,
+		       coalesce(error_code, ''), coalesce(last_error, ''), coalesce(provider_id, ''),
+		       created_at, sent_at, updated_at
+		FROM deliveries
+		WHERE `+where+` AND ($2 = '' OR channel = $2) AND ($3 = '' OR state = $3) AND id > $4
+		ORDER BY id LIMIT $5`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Delivery])
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// RetryFailed puts the failed deliveries in scope back in the queue with a
+// fresh attempt count and age, and returns how many. Deliveries to a
+// channel the subscriber has since opted out of stay failed.
+func (s *Store) RetryFailed(ctx context.Context, sc Scope) (int64, error) {
+	where, args := sc.where()
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = now(), queued_at = now(),
+			       error_code = NULL, last_error = NULL, updated_at = now()
+			WHERE `+where+` AND state = 'failed'
+			  AND NOT EXISTS (
+			      SELECT 1 FROM subscribers s WHERE s.id = subscriber_id
+			      AND ((channel = 'email' AND s.email_opted_out_at IS NOT NULL)
+			        OR (channel = 'sms' AND s.sms_opted_out_at IS NOT NULL)))`, args...)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		if n > 0 {
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, 'email'), pg_notify($1, 'sms')`, NotifyChannel)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retry failed deliveries: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,66 @@
+package token
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestTokens(t *testing.T) {
+	s, err := NewSigner(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewSigner(bytes.Repeat([]byte{8}, 32))
+	tok := s.Make(PurposeManage, 42, 3)
+	id, v, err := s.Verify(PurposeManage, tok)
+	if err != nil || id != 42 || v != 3 {
+		t.Fatalf("Verify = %d, %d, %v", id, v, err)
+	}
+	if len(tok) < 40 {
+		t.Errorf("token %q is too short to be unguessable", tok)
+	}
+	bad := []struct{ name, purpose, tok string }{
+		{"other purpose", PurposeUnsubscribeEmail, tok},
+		{"empty", PurposeManage, ""},
+		{"garbage", PurposeManage, strings.Repeat("A", len(tok))},
+		{"flipped char", PurposeManage, tok[:len(tok)-1] + string("AB"[bytesIndex(tok[len(tok)-1])])},
+		{"other id", PurposeManage, s.Make(PurposeManage, 43, 3)[:16] + tok[16:]},
+		{"not base64", PurposeManage, strings.Repeat("*", len(tok))},
+	}
+	for _, b := range bad {
+		if _, _, err := s.Verify(b.purpose, b.tok); err != ErrInvalid {
+			t.Errorf("%s: Verify error = %v, want ErrInvalid", b.name, err)
+		}
+	}
+	if _, _, err := other.Verify(PurposeManage, tok); err != ErrInvalid {
+		t.Errorf("token verified under another key")
+	}
+	if _, err := NewSigner([]byte("short")); err == nil {
+		t.Error("short key accepted")
+	}
+}
+
+func bytesIndex(c byte) int {
+	if c == 'A' {
+		return 1
+	}
+	return 0
+}
+
+func FuzzVerify(f *testing.F) {
+	s, _ := NewSigner(bytes.Repeat([]byte{1}, 32))
+	f.Add(s.Make(PurposeManage, 1, 0))
+	f.Add("")
+	f.Add("AAAA")
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, _, err := s.Verify(PurposeManage, tok)
+		if err == nil && s.Make(PurposeManage, id, 0) != tok {
+			// A token that verifies must be exactly the one we would make
+			// (for some version).
+			if _, v, _ := s.Verify(PurposeManage, tok); s.Make(PurposeManage, id, v) != tok {
+				t.Fatalf("forged token %q verified", tok)
+			}
+		}
+	})
+}
