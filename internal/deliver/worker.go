@@ -337,9 +337,11 @@ func (w *Worker) recordLoop(outcomes <-chan store.Outcome) {
 			return
 		}
 		deadline := time.Now().Add(w.cfg.Lease)
+		recorded := false
 		for attempt := 0; ; attempt++ {
 			_, err := w.store.Record(ctx, w.owner, pending)
 			if err == nil {
+				recorded = true
 				break
 			}
 			if time.Now().After(deadline) {
@@ -349,7 +351,23 @@ func (w *Worker) recordLoop(outcomes <-chan store.Outcome) {
 			w.log.WarnContext(ctx, "record outcomes", "channel", w.cfg.Channel, "count", len(pending), "error", err)
 			time.Sleep(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
 		}
-		w.log.DebugContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(pending))
+		if recorded {
+			var sent, retry, failed, released int
+			for _, o := range pending {
+				switch o.Outcome {
+				case store.OutcomeSent:
+					sent++
+				case store.OutcomeRetry:
+					retry++
+				case store.OutcomeFailed:
+					failed++
+				case store.OutcomeReleased:
+					released++
+				}
+			}
+			w.log.InfoContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(pending),
+				"sent", sent, "retry", retry, "failed", failed, "released", released)
+		}
 		pending = pending[:0]
 	}
 	timer := time.NewTimer(w.cfg.FlushInterval)

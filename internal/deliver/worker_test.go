@@ -377,6 +377,9 @@ func TestNewestUpdateWinsAfterAnOutage(t *testing.T) {
 		ingest(t, st, ev)
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Older updates in a retry while the newer ones arrived are superseded
+	// when their failed attempt is recorded.
+	waitFor(t, "older updates superseded", 10*time.Second, func() bool { return states(t, st)["superseded"] == 6 })
 	down.Store(false)
 	waitFor(t, "3 sent", 10*time.Second, func() bool { return states(t, st)["sent"] == 3 })
 	time.Sleep(500 * time.Millisecond)

@@ -88,7 +88,9 @@ type Outcome struct {
 }
 
 // Record writes a batch of outcomes and their attempt rows in one round
-// trip. Only rows still leased by owner change state: a lease that expired
+// trip. A delivery that goes back to the queue (retry, released) becomes
+// superseded instead when a newer update of its incident has been fanned
+// out to the same subscriber and channel meanwhile. Only rows still leased by owner change state: a lease that expired
 // and was claimed again by another worker is left to that worker (the
 // attempt is still recorded). It returns how many deliveries changed.
 func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (int64, error) {
@@ -120,7 +122,18 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 			AS o(id, attempt, outcome, provider_id, error_code, error, next_attempt_at, started_at)
 		), upd AS (
 			UPDATE deliveries d SET
-				state = CASE o.outcome WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'failed' ELSE 'queued' END,
+				state = CASE
+					WHEN o.outcome = 'sent' THEN 'sent'
+					WHEN o.outcome = 'failed' THEN 'failed'
+					-- A delivery going back to the queue is stale if a newer
+					-- update of its incident reached the same person meanwhile.
+					WHEN EXISTS (
+						SELECT 1 FROM deliveries n
+						WHERE n.incident_id = d.incident_id AND n.subscriber_id = d.subscriber_id
+						  AND n.channel = d.channel AND n.id <> d.id
+						  AND (n.occurred_at > d.occurred_at OR (n.occurred_at = d.occurred_at AND n.id > d.id)))
+					THEN 'superseded'
+					ELSE 'queued' END,
 				attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
 				provider_id = coalesce(nullif(o.provider_id, ''), d.provider_id),
 				error_code = CASE WHEN o.outcome = 'released' THEN d.error_code ELSE nullif(o.error_code, '') END,

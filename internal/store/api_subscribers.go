@@ -1,0 +1,353 @@
+package store
+
+// SQL for subscriber administration over HTTP (internal/httpapi): creating
+// with channels switched off, partial updates, CSV import, self-service
+// subscribing and confirming.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrNoAddress means an update would leave a subscriber with neither an
+// email address nor a phone number.
+var ErrNoAddress = errors.New("a subscriber needs an email address or a phone number")
+
+// Channels a subscriber can be reached on, as used in opt-in and opt-out
+// lists; they match deliver.ChannelEmail and deliver.ChannelSMS.
+const (
+	channelEmail = "email"
+	channelSMS   = "sms"
+)
+
+func checkChannels(chs []string) error {
+	for _, ch := range chs {
+		if ch != channelEmail && ch != channelSMS {
+			return fmt.Errorf("unknown channel %q", ch)
+		}
+	}
+	return nil
+}
+
+func isCheckViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23514"
+}
+
+// AddSubscriber is CreateSubscriber for administrators: in the same
+// transaction it also opts the subscriber out of the channels in optOut
+// (an address kept on file that must not be used).
+func (s *Store) AddSubscriber(ctx context.Context, n NewSubscriber, optOut []string) (int64, error) {
+	if err := checkChannels(optOut); err != nil {
+		return 0, fmt.Errorf("add subscriber: %w", err)
+	}
+	var id int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if id, err = insertSubscriber(ctx, tx, n); err != nil {
+			return err
+		}
+		if err := setSubscriptions(ctx, tx, id, n.Components); err != nil {
+			return err
+		}
+		for _, ch := range optOut {
+			if err := optOutTx(ctx, tx, id, ch); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return id, err
+}
+
+func insertSubscriber(ctx context.Context, tx pgx.Tx, n NewSubscriber) (int64, error) {
+	var id int64
+	err := tx.QueryRow(ctx, `
+		INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at)
+		VALUES (nullif($1, ''), nullif($2, ''), $3, $4,
+		        CASE WHEN $5 AND $1 <> '' THEN now() END,
+		        CASE WHEN $6 AND $2 <> '' THEN now() END)
+		RETURNING id`,
+		n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS).Scan(&id)
+	switch {
+	case isUniqueViolation(err):
+		return 0, fmt.Errorf("create subscriber: address: %w", ErrConflict)
+	case isCheckViolation(err):
+		return 0, fmt.Errorf("create subscriber: %w", ErrNoAddress)
+	case err != nil:
+		return 0, fmt.Errorf("create subscriber: %w", err)
+	}
+	return id, nil
+}
+
+func optOutTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE subscribers SET
+			email_opted_out_at = CASE WHEN $2 = 'email' THEN coalesce(email_opted_out_at, now()) ELSE email_opted_out_at END,
+			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN coalesce(sms_opted_out_at, now())   ELSE sms_opted_out_at END,
+			updated_at = now()
+		WHERE id = $1`, id, channel)
+	if err != nil {
+		return fmt.Errorf("opt out: %w", err)
+	}
+	return suppressQueued(ctx, tx, id, channel)
+}
+
+// SubscriberUpdate is a partial update of a subscriber: nil fields stay as
+// they are.
+type SubscriberUpdate struct {
+	// Email and Phone replace an address; "" removes it. A changed address
+	// starts unconfirmed and not opted out (unless ConfirmEmail or
+	// ConfirmSMS). Phone must be E.164.
+	Email, Phone       *string
+	Name, Organisation *string
+	// Components replaces the components followed.
+	Components *[]string
+	// OptIn clears the opt-out of these channels (an administrator acting
+	// for the subscriber); OptOut opts out of them and suppresses their
+	// queued deliveries.
+	OptIn, OptOut []string
+	// ConfirmEmail and ConfirmSMS mark the channel's (new) address as
+	// confirmed.
+	ConfirmEmail, ConfirmSMS bool
+}
+
+// UpdateSubscriber applies u in one transaction. It returns ErrNotFound for
+// an unknown subscriber or component, ErrConflict when an address belongs to
+// another subscriber and ErrNoAddress when no address would be left.
+func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpdate) error {
+	if err := checkChannels(append(append([]string(nil), u.OptIn...), u.OptOut...)); err != nil {
+		return fmt.Errorf("update subscriber %d: %w", id, err)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// In SET, column names are the old values.
+		tag, err := tx.Exec(ctx, `
+			UPDATE subscribers SET
+				email = CASE WHEN $2::text IS NULL THEN email ELSE nullif($2, '') END,
+				email_confirmed_at = CASE WHEN $2::text IS NOT NULL AND lower(coalesce(email, '')) <> lower($2)
+				                          THEN NULL ELSE email_confirmed_at END,
+				email_opted_out_at = CASE WHEN $2::text IS NOT NULL AND lower(coalesce(email, '')) <> lower($2)
+				                          THEN NULL ELSE email_opted_out_at END,
+				phone = CASE WHEN $3::text IS NULL THEN phone ELSE nullif($3, '') END,
+				sms_confirmed_at = CASE WHEN $3::text IS NOT NULL AND coalesce(phone, '') <> $3
+				                        THEN NULL ELSE sms_confirmed_at END,
+				sms_opted_out_at = CASE WHEN $3::text IS NOT NULL AND coalesce(phone, '') <> $3
+				                        THEN NULL ELSE sms_opted_out_at END,
+				name = coalesce($4, name),
+				organisation = coalesce($5, organisation),
+				updated_at = now()
+			WHERE id = $1`, id, u.Email, u.Phone, u.Name, u.Organisation)
+		switch {
+		case isUniqueViolation(err):
+			return fmt.Errorf("update subscriber %d: address: %w", id, ErrConflict)
+		case isCheckViolation(err):
+			return fmt.Errorf("update subscriber %d: %w", id, ErrNoAddress)
+		case err != nil:
+			return fmt.Errorf("update subscriber %d: %w", id, err)
+		case tag.RowsAffected() == 0:
+			return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+		}
+		if u.Components != nil {
+			if err := setSubscriptions(ctx, tx, id, *u.Components); err != nil {
+				return err
+			}
+		}
+		for _, ch := range u.OptOut {
+			if err := optOutTx(ctx, tx, id, ch); err != nil {
+				return err
+			}
+		}
+		for _, ch := range u.OptIn {
+			if err := optInTx(ctx, tx, id, ch); err != nil {
+				return err
+			}
+		}
+		if u.ConfirmEmail || u.ConfirmSMS {
+			_, err := tx.Exec(ctx, `
+				UPDATE subscribers SET
+					email_confirmed_at = CASE WHEN $2 AND email IS NOT NULL THEN coalesce(email_confirmed_at, now()) ELSE email_confirmed_at END,
+					sms_confirmed_at   = CASE WHEN $3 AND phone IS NOT NULL THEN coalesce(sms_confirmed_at, now())   ELSE sms_confirmed_at END
+				WHERE id = $1`, id, u.ConfirmEmail, u.ConfirmSMS)
+			if err != nil {
+				return fmt.Errorf("update subscriber %d: confirm: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+func optInTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE subscribers SET
+			email_opted_out_at = CASE WHEN $2 = 'email' THEN NULL ELSE email_opted_out_at END,
+			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN NULL ELSE sms_opted_out_at END,
+			updated_at = now()
+		WHERE id = $1`, id, channel)
+	if err != nil {
+		return fmt.Errorf("opt in: %w", err)
+	}
+	return nil
+}
+
+// ErrNotConfirmed means a channel cannot be switched on because its address
+// was never confirmed (double opt-in comes first).
+var ErrNotConfirmed = errors.New("address not confirmed")
+
+// OptIn switches a channel back on for a subscriber who opted out of it,
+// from their own management page. Only a confirmed address can be switched
+// on (ErrNotConfirmed otherwise).
+func (s *Store) OptIn(ctx context.Context, id int64, channel string) error {
+	if err := checkChannels([]string{channel}); err != nil {
+		return fmt.Errorf("opt in: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE subscribers SET
+			email_opted_out_at = CASE WHEN $2 = 'email' THEN NULL ELSE email_opted_out_at END,
+			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN NULL ELSE sms_opted_out_at END,
+			updated_at = now()
+		WHERE id = $1 AND CASE $2 WHEN 'email' THEN email_confirmed_at IS NOT NULL AND email IS NOT NULL
+		                          ELSE sms_confirmed_at IS NOT NULL AND phone IS NOT NULL END`, id, channel)
+	if err != nil {
+		return fmt.Errorf("opt in: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("opt in subscriber %d to %s: %w", id, channel, ErrNotConfirmed)
+	}
+	return nil
+}
+
+// ImportSubscriber creates a subscriber, or updates the one that already
+// holds n's email address or phone number: its name, organisation and
+// components are replaced, its addresses and channels left as they are. It
+// reports whether it created one. ErrConflict means the email address and
+// the phone number belong to two different subscribers; ErrNotFound means
+// a component does not exist.
+func (s *Store) ImportSubscriber(ctx context.Context, n NewSubscriber) (created bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT id FROM subscribers
+			WHERE ($1 <> '' AND lower(email) = lower($1)) OR ($2 <> '' AND phone = $2)
+			ORDER BY id FOR UPDATE`, n.Email, n.Phone)
+		if err != nil {
+			return fmt.Errorf("import subscriber: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("import subscriber: %w", err)
+		}
+		switch len(ids) {
+		case 0:
+			id, err := insertSubscriber(ctx, tx, n)
+			if err != nil {
+				return err
+			}
+			created = true
+			return setSubscriptions(ctx, tx, id, n.Components)
+		case 1:
+			if _, err := tx.Exec(ctx, `UPDATE subscribers SET name = $2, organisation = $3, updated_at = now() WHERE id = $1`,
+				ids[0], n.Name, n.Organisation); err != nil {
+				return fmt.Errorf("import subscriber: %w", err)
+			}
+			return setSubscriptions(ctx, tx, ids[0], n.Components)
+		default:
+			return fmt.Errorf("import subscriber: the email address and the phone number belong to different subscribers: %w", ErrConflict)
+		}
+	})
+	return created, err
+}
+
+// SelfSubscribed says which subscriber each address of a self-service
+// subscribe request belongs to.
+type SelfSubscribed struct {
+	// EmailSubscriber and PhoneSubscriber hold the address given (0 when
+	// none was given). They are the same subscriber when both addresses
+	// were new.
+	EmailSubscriber int64
+	PhoneSubscriber int64
+	// EmailNew and PhoneNew report that the address was not known before
+	// this request.
+	EmailNew, PhoneNew bool
+	// EmailActive reports that the email address was already confirmed and
+	// not opted out.
+	EmailActive bool
+}
+
+// SelfSubscribe records a subscribe request from the public page. Addresses
+// not known yet get one new subscriber holding them, unconfirmed, following
+// n.Components; an address that is already known is left as it is (the
+// request proves nothing about its owner until it is confirmed). Nothing in
+// the result is meant to be shown to the requester.
+func (s *Store) SelfSubscribe(ctx context.Context, n NewSubscriber) (SelfSubscribed, error) {
+	n.ConfirmEmail, n.ConfirmSMS = false, false
+	var res SelfSubscribed
+	var err error
+	// Two requests for the same new address may race: the loser's insert
+	// violates the unique index, and a second pass finds the address.
+	for range 3 {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			res = SelfSubscribed{}
+			if n.Email != "" {
+				err := tx.QueryRow(ctx, `
+					SELECT id, email_confirmed_at IS NOT NULL AND email_opted_out_at IS NULL
+					FROM subscribers WHERE lower(email) = lower($1)`, n.Email).Scan(&res.EmailSubscriber, &res.EmailActive)
+				if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("self-subscribe: %w", err)
+				}
+			}
+			if n.Phone != "" {
+				err := tx.QueryRow(ctx, `SELECT id FROM subscribers WHERE phone = $1`, n.Phone).Scan(&res.PhoneSubscriber)
+				if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("self-subscribe: %w", err)
+				}
+			}
+			fresh := n
+			res.EmailNew = n.Email != "" && res.EmailSubscriber == 0
+			res.PhoneNew = n.Phone != "" && res.PhoneSubscriber == 0
+			if !res.EmailNew {
+				fresh.Email = ""
+			}
+			if !res.PhoneNew {
+				fresh.Phone = ""
+			}
+			if fresh.Email == "" && fresh.Phone == "" {
+				return nil
+			}
+			id, err := insertSubscriber(ctx, tx, fresh)
+			if err != nil {
+				return err
+			}
+			if res.EmailNew {
+				res.EmailSubscriber = id
+			}
+			if res.PhoneNew {
+				res.PhoneSubscriber = id
+			}
+			return setSubscriptions(ctx, tx, id, n.Components)
+		})
+		if !errors.Is(err, ErrConflict) {
+			break
+		}
+	}
+	return res, err
+}
+
+// ConfirmEmail marks a subscriber's email address confirmed and clears an
+// opt-out of email (the owner asked to subscribe again), provided the
+// subscriber's address still is addr. ErrNotFound otherwise.
+func (s *Store) ConfirmEmail(ctx context.Context, id int64, addr string) error {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE subscribers SET email_confirmed_at = coalesce(email_confirmed_at, now()),
+		       email_opted_out_at = NULL, updated_at = now()
+		WHERE id = $1 AND lower(email) = lower($2)`, id, addr)
+	if err != nil {
+		return fmt.Errorf("confirm email of subscriber %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("confirm email of subscriber %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
