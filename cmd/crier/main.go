@@ -17,6 +17,7 @@ import (
 	_ "time/tzdata" // Europe/London must work on machines without a zoneinfo database
 
 	"github.com/crier-dev/crier/internal/config"
+	"github.com/crier-dev/crier/internal/redact"
 )
 
 type command struct {
@@ -113,8 +114,10 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	// Addresses, phone numbers and secrets are masked whoever logs them.
+	return slog.New(redact.NewHandler(h))
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/token"
+	"github.com/crier-dev/crier/internal/twiliohook"
 )
 
 // Options changes the assembly for dev mode, tests and benchmarks.
@@ -101,6 +102,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err != nil {
 		return err
 	}
+	streamNames := streamCfg.WithDefaults()
+	d.Metrics.Registry.MustRegister(
+		metrics.NewQueueCollector(st),
+		metrics.NewConsumerCollector(cons, streamNames.Stream, streamNames.Consumer),
+	)
 
 	if err := d.buildComposer(ctx); err != nil {
 		return err
@@ -119,6 +125,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	mux := http.NewServeMux()
 	d.routes(mux)
+	if cfg.SMSEnabled() {
+		twiliohook.New(twiliohook.Config{AuthToken: cfg.TwilioAuthToken, PublicURL: cfg.PublicURL}, st, log).Register(mux)
+	}
 	if opts.Routes != nil {
 		opts.Routes(mux, d)
 	}

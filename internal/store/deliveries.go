@@ -291,3 +291,24 @@ func (s *Store) RetryFailed(ctx context.Context, sc Scope) (int64, error) {
 	}
 	return n, nil
 }
+
+// ProviderStatus applies a provider's delivery report to the delivery it
+// identifies by provider id. Only a delivery still in sending or sent moves
+// (to delivered, undelivered or failed): reports that arrive twice or out of
+// order never move a delivery back. It reports whether a delivery matched
+// the provider id at all.
+func (s *Store) ProviderStatus(ctx context.Context, channel, providerID, state, code, message string) (matched bool, err error) {
+	err = s.pool.QueryRow(ctx, `
+		WITH upd AS (
+			UPDATE deliveries SET state = $3, error_code = coalesce(nullif($4, ''), error_code),
+			       last_error = coalesce(nullif($5, ''), last_error), updated_at = now()
+			WHERE channel = $1 AND provider_id = $2 AND state IN ('sending', 'sent')
+			RETURNING id
+		)
+		SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND provider_id = $2)`,
+		channel, providerID, state, code, message).Scan(&matched)
+	if err != nil {
+		return false, fmt.Errorf("apply provider status: %w", err)
+	}
+	return matched, nil
+}

@@ -169,3 +169,38 @@ func suppressQueued(ctx context.Context, tx pgx.Tx, id int64, channel string) er
 	}
 	return nil
 }
+
+// OptOutPhone opts every subscriber with this E.164 number out of SMS and
+// suppresses their queued texts. It returns how many subscribers changed.
+func (s *Store) OptOutPhone(ctx context.Context, phone string) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE subscribers SET sms_opted_out_at = now(), updated_at = now()
+			WHERE phone = $1 AND sms_opted_out_at IS NULL`, phone)
+		if err != nil {
+			return fmt.Errorf("opt out phone: %w", err)
+		}
+		n = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `
+			UPDATE deliveries SET state = 'suppressed', updated_at = now(), last_error = 'recipient opted out'
+			WHERE channel = 'sms' AND state = 'queued'
+			  AND subscriber_id IN (SELECT id FROM subscribers WHERE phone = $1)`, phone)
+		if err != nil {
+			return fmt.Errorf("suppress queued texts: %w", err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// OptInPhone clears the SMS opt-out of subscribers with this number.
+func (s *Store) OptInPhone(ctx context.Context, phone string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE subscribers SET sms_opted_out_at = NULL, updated_at = now()
+		WHERE phone = $1 AND sms_opted_out_at IS NOT NULL`, phone)
+	if err != nil {
+		return 0, fmt.Errorf("opt in phone: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

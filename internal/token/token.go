@@ -18,6 +18,18 @@ const (
 	PurposeManage           = "manage"
 	PurposeUnsubscribeEmail = "unsubscribe-email"
 	PurposeUnsubscribeSMS   = "unsubscribe-sms"
+	// PurposeConfirmEmail is an email confirmation link (double opt-in).
+	// internal/httpapi appends the address to it, so a link confirms only
+	// the address it was sent to, and uses the version as the link's
+	// expiry (Unix seconds).
+	PurposeConfirmEmail = "confirm-email"
+	// PurposeSMSCode keys the hash under which a texted confirmation code
+	// is stored: the token made for it is never sent, only hashed.
+	PurposeSMSCode = "sms-code"
+	// PurposeAdminSession is the admin dashboard's session cookie: an HMAC
+	// of the API token signed in with (never the token itself), with the
+	// session's expiry (Unix seconds) as the version.
+	PurposeAdminSession = "admin-session"
 )
 
 // ErrInvalid is returned for any token that does not verify.

@@ -1,0 +1,168 @@
+package email
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/crier-dev/crier/internal/deliver"
+)
+
+const (
+	headerListID        gomail.Header = "List-Id"
+	headerAutoSubmitted gomail.Header = "Auto-Submitted"
+	oneClickPost                      = "List-Unsubscribe=One-Click"
+)
+
+// parseRecipient checks the recipient before anything is sent.
+func parseRecipient(to string) (*mail.Address, error) {
+	if to == "" {
+		return nil, fmt.Errorf("%w: no recipient", ErrInvalidMessage)
+	}
+	if hasControl(to) {
+		return nil, fmt.Errorf("%w: recipient %q contains control characters", ErrInvalidMessage, to)
+	}
+	a, err := mail.ParseAddress(to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: recipient %q: %v", ErrInvalidMessage, to, err)
+	}
+	return a, nil
+}
+
+// messageID returns the Message-ID to use, without angle brackets: the
+// message's own, or one derived from the delivery when it has none.
+func (s *Sender) messageID(m deliver.Message) (string, error) {
+	id := strings.TrimSpace(m.MessageID)
+	id = strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
+	if id == "" {
+		if m.DeliveryID != 0 {
+			return "delivery-" + strconv.FormatInt(m.DeliveryID, 10) + "@" + s.domain, nil
+		}
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]) + "@" + s.domain, nil
+	}
+	left, right, ok := strings.Cut(id, "@")
+	if !ok || left == "" || right == "" || strings.Contains(right, "@") {
+		return "", fmt.Errorf("%w: Message-ID %q, want left@right", ErrInvalidMessage, id)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' || c == '<' || c == '>' || c == '"' || c == '\\' {
+			return "", fmt.Errorf("%w: Message-ID %q holds %q", ErrInvalidMessage, id, c)
+		}
+	}
+	return id, nil
+}
+
+// listUnsubscribe returns the List-Unsubscribe value (RFC 2369) with both
+// targets when given, and whether it holds an https URL, which makes one-click
+// unsubscribing (RFC 8058) possible.
+func listUnsubscribe(m deliver.Message) (value string, oneClick bool, err error) {
+	uris := make([]string, 0, 2)
+	if raw := strings.TrimSpace(m.UnsubscribeURL); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return "", false, fmt.Errorf("%w: UnsubscribeURL %q is not an http(s) URL", ErrInvalidMessage, raw)
+		}
+		oneClick = u.Scheme == "https"
+		uris = append(uris, u.String())
+	}
+	if raw := strings.TrimSpace(m.UnsubscribeMailto); raw != "" {
+		if !strings.HasPrefix(strings.ToLower(raw), "mailto:") {
+			raw = "mailto:" + raw
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Opaque == "" {
+			return "", false, fmt.Errorf("%w: UnsubscribeMailto %q is not a mailto: URL", ErrInvalidMessage, raw)
+		}
+		uris = append(uris, u.String())
+	}
+	for i, u := range uris {
+		if hasControl(u) || strings.ContainsAny(u, "<> ") {
+			return "", false, fmt.Errorf("%w: unsubscribe target %q cannot go in a header", ErrInvalidMessage, u)
+		}
+		// RFC 2369: commas inside a URL must be escaped.
+		uris[i] = strings.ReplaceAll(u, ",", "%2C")
+	}
+	if len(uris) == 0 {
+		return "", false, nil
+	}
+	return "<" + strings.Join(uris, ">,\r\n <") + ">", oneClick, nil
+}
+
+// cleanSubject turns every run of control characters (CR and LF among them)
+// into one space, so a subject can never start a new header line.
+func cleanSubject(s string) string {
+	if !hasControl(s) {
+		return strings.TrimSpace(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		if r < ' ' || r == 0x7f {
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+			continue
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// compose writes the message in RFC 5322 form to w: multipart/alternative
+// with a text/plain and a text/html part (UTF-8, quoted-printable), or the
+// single part given.
+func (s *Sender) compose(w io.Writer, m deliver.Message, to *mail.Address, msgID string) error {
+	if m.Text == "" && m.HTML == "" {
+		return fmt.Errorf("%w: no text and no HTML body", ErrInvalidMessage)
+	}
+	unsub, oneClick, err := listUnsubscribe(m)
+	if err != nil {
+		return err
+	}
+	msg := gomail.NewMsg(
+		gomail.WithCharset(gomail.CharsetUTF8),
+		gomail.WithEncoding(gomail.EncodingQP),
+		gomail.WithNoDefaultUserAgent(),
+	)
+	msg.FromMailAddress(s.from)
+	msg.ToMailAddress(to)
+	msg.Subject(cleanSubject(m.Subject))
+	msg.SetMessageIDWithValue(msgID)
+	msg.SetDateWithValue(time.Now())
+	// Preformatted: written as given, not RFC 2047-encoded; checked above
+	// and in Config.validate to hold no CR or LF.
+	msg.SetGenHeaderPreformatted(headerListID, s.cfg.ListID)
+	msg.SetGenHeaderPreformatted(headerAutoSubmitted, "auto-generated")
+	if unsub != "" {
+		msg.SetGenHeaderPreformatted(gomail.HeaderListUnsubscribe, unsub)
+		if oneClick {
+			msg.SetGenHeaderPreformatted(gomail.HeaderListUnsubscribePost, oneClickPost)
+		}
+	}
+	switch {
+	case m.Text != "" && m.HTML != "":
+		msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	case m.HTML != "":
+		msg.SetBodyString(gomail.TypeTextHTML, m.HTML)
+	default:
+		msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		return fmt.Errorf("email: compose message: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,460 @@
+// Package email sends rendered notifications by SMTP through a pool of
+// persistent connections.
+//
+// A Sender keeps up to Config.PoolSize connections to one SMTP server (the
+// CRIER_SMTP_URL, see ParseURL) and sends each message as one transaction
+// (MAIL, RCPT, DATA) on a free connection, many messages per connection.
+// go-mail (github.com/wneessen/go-mail) opens the connections (TLS policy,
+// STARTTLS, AUTH, EHLO) and composes the messages; the transaction is driven
+// on go-mail's smtp.Client directly, so that the server's replies arrive as
+// *textproto.Error with their codes (go-mail's *SendError has no Unwrap),
+// and so that no NOOP precedes and no RSET follows each message: 4 round
+// trips per message instead of the 6 of go-mail's Client.Send with its
+// defaults. RSET is sent only after a refused command, to clear the
+// transaction; a server that dropped an idle connection is noticed at the
+// next MAIL FROM, which is then sent again on a new connection.
+//
+// Failures come back as the retry policy's types (package deliver): a 5xx
+// reply is a *deliver.PermanentError, a 4xx reply, a timeout or a network
+// failure a *deliver.TransientError, each with the reply code when there is
+// one and the server's text in the wrapped error. A refused recipient fails
+// that message only; the connection is reset and reused. A connection that
+// failed in any other way is closed, and the next message gets a new one.
+// See classify and classifyConnect for the whole mapping.
+package email
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+	"golang.org/x/time/rate"
+
+	"github.com/crier-dev/crier/internal/deliver"
+)
+
+// quitTimeout bounds the polite QUIT when an idle connection is closed.
+const quitTimeout = time.Second
+
+// Sender sends email through a pool of SMTP connections. It is safe for
+// concurrent use; Close it when done.
+type Sender struct {
+	cfg       Config
+	from      *mail.Address
+	envFrom   string // "<status@example.org>", the MAIL FROM argument
+	domain    string // of From, for generated Message-IDs
+	tlsConfig *tls.Config
+	limiter   *rate.Limiter // nil: unlimited
+
+	// slots holds one token per connection in use: at most PoolSize
+	// messages are in flight, and a connection is only dialled by a holder
+	// of a token when no idle one is left, so at most PoolSize connections
+	// exist at any time.
+	slots  chan struct{}
+	stop   chan struct{}
+	reaped chan struct{}
+	bufs   sync.Pool
+
+	mu     sync.Mutex
+	idle   []*conn // least recently used first
+	closed bool
+}
+
+// conn is one pooled SMTP connection.
+type conn struct {
+	client   *smtp.Client
+	raw      net.Conn // what was dialled, for deadlines and closing
+	lastUsed time.Time
+	sent     int // messages sent on it
+}
+
+// New returns a Sender for cfg after cfg.WithDefaults(). It checks the
+// configuration but does not connect: the first Send does.
+func New(cfg Config) (*Sender, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	from, _ := mail.ParseAddress(cfg.From) // checked by validate
+	_, domain, _ := strings.Cut(from.Address, "@")
+	tc := &tls.Config{}
+	if cfg.TLSConfig != nil {
+		tc = cfg.TLSConfig.Clone()
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = cfg.Settings.Host
+	}
+	if tc.MinVersion == 0 {
+		tc.MinVersion = tls.VersionTLS12
+	}
+	s := &Sender{
+		cfg:       cfg,
+		from:      from,
+		envFrom:   (&mail.Address{Address: from.Address}).String(),
+		domain:    domain,
+		tlsConfig: tc,
+		slots:     make(chan struct{}, cfg.PoolSize),
+		stop:      make(chan struct{}),
+		reaped:    make(chan struct{}),
+		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}
+	if cfg.RatePerSecond > 0 {
+		s.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst)
+	}
+	go s.reapLoop()
+	return s, nil
+}
+
+// Send sends m to m.To and returns the Message-ID it carries (without angle
+// brackets) as the provider id. See the package documentation for the
+// errors; every error is a *deliver.PermanentError or a
+// *deliver.TransientError.
+//
+// Send waits for the rate limit and for a free connection as long as ctx
+// allows; the exchange with the server is bounded by Config.SendTimeout or
+// ctx, whichever ends first. When the server closed a reused connection
+// while it was idle, the message is sent again once on a new connection.
+func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
+	to, err := parseRecipient(m.To)
+	if err != nil {
+		return "", deliver.Permanent("", err)
+	}
+	id, err := s.messageID(m)
+	if err != nil {
+		return "", deliver.Permanent("", err)
+	}
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer s.putBuffer(buf)
+	if err := s.compose(buf, m, to, id); err != nil {
+		return "", deliver.Permanent("", err)
+	}
+	rcpt := (&mail.Address{Address: to.Address}).String()
+
+	if s.limiter != nil {
+		if err := s.limiter.Wait(ctx); err != nil {
+			return "", deliver.Transient("", fmt.Errorf("email: send to %s: wait for rate limit: %w", to.Address, err))
+		}
+	}
+	pc, err := s.acquire(ctx)
+	if err != nil {
+		return "", deliver.Transient("", fmt.Errorf("email: send to %s: %w", to.Address, err))
+	}
+	defer s.release()
+
+	for retried := false; ; retried = true {
+		if pc == nil {
+			if pc, err = s.dial(ctx); err != nil {
+				return "", classifyConnect(fmt.Errorf("email: send to %s: %w", to.Address, err))
+			}
+		}
+		st, keep, err := s.exchange(ctx, pc, rcpt, buf.Bytes())
+		if err == nil {
+			pc.sent++
+			s.putIdle(pc)
+			return id, nil
+		}
+		reused := pc.sent > 0
+		if keep {
+			s.putIdle(pc)
+		} else {
+			discard(pc)
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return "", deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", to.Address, st, cerr, err))
+		}
+		// A reused connection that fails at the first command without a
+		// reply (or with 421) was most likely closed by the server while
+		// idle: nothing was accepted, so sending again cannot duplicate.
+		if !retried && reused && st == stageMail && (replyCode(err) == 0 || replyCode(err) == 421) {
+			pc = nil
+			continue
+		}
+		return "", classify(fmt.Errorf("email: send to %s: %s: %w", to.Address, st, err))
+	}
+}
+
+// exchange runs one transaction on pc. keep reports whether pc can carry
+// the next message: after success, or after a refused command that RSET
+// cleared.
+func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byte) (st stage, keep bool, err error) {
+	deadline := time.Now().Add(s.cfg.SendTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := pc.raw.SetDeadline(deadline); err != nil {
+		return stageMail, false, err
+	}
+	// Cancellation interrupts blocked reads and writes. If it fired, the
+	// connection's deadline may be changed behind our back: never reuse it.
+	stop := context.AfterFunc(ctx, func() { _ = pc.raw.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() {
+			keep = false
+		}
+	}()
+
+	st, err = stageMail, pc.client.Mail(s.envFrom)
+	if err == nil {
+		st, err = stageRcpt, pc.client.Rcpt(rcpt)
+	}
+	if err == nil {
+		var w io.WriteCloser
+		st = stageData
+		if w, err = pc.client.Data(); err == nil {
+			st = stageBody
+			if _, err = w.Write(body); err == nil {
+				st, err = stageEnd, w.Close()
+			}
+		}
+	}
+	if err == nil {
+		return st, true, nil
+	}
+	if st != stageBody && cleanRejection(err) {
+		keep = pc.client.Reset() == nil
+	}
+	return st, keep, err
+}
+
+// acquire takes a slot and returns an idle connection that has not timed
+// out, or nil when the caller must dial.
+func (s *Sender) acquire(ctx context.Context) (*conn, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a connection: %w", context.Cause(ctx))
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.slots
+		return nil, ErrClosed
+	}
+	var pc *conn
+	var expired []*conn
+	now := time.Now()
+	for len(s.idle) > 0 {
+		last := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		if now.Sub(last.lastUsed) < s.cfg.IdleTimeout {
+			pc = last
+			break
+		}
+		expired = append(expired, last)
+	}
+	s.mu.Unlock()
+	for _, e := range expired {
+		discard(e)
+	}
+	return pc, nil
+}
+
+// release gives the slot back; the connection is already idle or closed.
+func (s *Sender) release() { <-s.slots }
+
+// putIdle returns pc to the pool (or closes it when the sender is closed).
+func (s *Sender) putIdle(pc *conn) {
+	pc.lastUsed = time.Now()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		quit(pc)
+		return
+	}
+	s.idle = append(s.idle, pc)
+	s.mu.Unlock()
+}
+
+func (s *Sender) putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		s.bufs.Put(b)
+	}
+}
+
+// dial opens a connection with go-mail: TCP (and TLS for smtps), greeting,
+// EHLO, STARTTLS when required, AUTH when a username is set.
+func (s *Sender) dial(ctx context.Context) (*conn, error) {
+	var h rawHolder
+	st := s.cfg.Settings
+	opts := []gomail.Option{
+		gomail.WithPort(st.Port),
+		gomail.WithTimeout(s.cfg.SendTimeout),
+		gomail.WithTLSConfig(s.tlsConfig),
+		gomail.WithDialContextFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := s.dialNet(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if !h.set(c) {
+				_ = c.Close()
+				return nil, context.Canceled
+			}
+			return c, nil
+		}),
+	}
+	switch st.Security {
+	case STARTTLS:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
+	case ImplicitTLS:
+		// The dial function above does the TLS; WithSSL makes go-mail skip
+		// STARTTLS.
+		opts = append(opts, gomail.WithSSL())
+	case NoTLS:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	}
+	if s.cfg.HELO != "" {
+		opts = append(opts, gomail.WithHELO(s.cfg.HELO))
+	}
+	if st.Username != "" {
+		opts = append(opts,
+			gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthSCRAMSHA256, gomail.SMTPAuthSCRAMSHA1,
+				gomail.SMTPAuthPlain, gomail.SMTPAuthLogin, gomail.SMTPAuthCramMD5),
+			gomail.WithUsername(st.Username),
+			gomail.WithPassword(st.Password),
+		)
+	}
+	mc, err := gomail.NewClient(st.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("configure SMTP client: %w", err)
+	}
+	stop := context.AfterFunc(ctx, h.interrupt)
+	client, err := mc.DialToSMTPClientWithContext(ctx)
+	interrupted := !stop()
+	if err == nil && interrupted {
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		// go-mail leaves the connection open when the handshake fails
+		// after connecting (no STARTTLS, AUTH refused): close it here.
+		if raw := h.get(); raw != nil {
+			hardClose(raw)
+		}
+		if cerr := ctx.Err(); cerr != nil && interrupted {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
+		return nil, fmt.Errorf("connect to %s (%s): %w", st.Addr(), st.Security, err)
+	}
+	return &conn{client: client, raw: h.get()}, nil
+}
+
+// dialNet opens the TCP connection, with TLS for smtps.
+func (s *Sender) dialNet(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if s.cfg.Settings.Security == ImplicitTLS {
+		td := &tls.Dialer{NetDialer: d, Config: s.tlsConfig}
+		return td.DialContext(ctx, network, addr)
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// rawHolder keeps the connection go-mail dialled, so that cancellation can
+// interrupt the handshake and a failed handshake can be closed.
+type rawHolder struct {
+	mu          sync.Mutex
+	c           net.Conn
+	interrupted bool
+}
+
+func (h *rawHolder) set(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.c = c
+	return !h.interrupted
+}
+
+func (h *rawHolder) get() net.Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.c
+}
+
+func (h *rawHolder) interrupt() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.interrupted = true
+	if h.c != nil {
+		_ = h.c.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// discard closes a connection that failed, without a word to the server.
+func discard(pc *conn) { hardClose(pc.raw) }
+
+// quit closes a healthy connection politely.
+func quit(pc *conn) {
+	_ = pc.raw.SetDeadline(time.Now().Add(quitTimeout))
+	_ = pc.client.Quit()
+	hardClose(pc.raw)
+}
+
+// hardClose closes the socket under c at once (for TLS without waiting to
+// send close_notify).
+func hardClose(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	_ = c.Close()
+}
+
+// reapLoop closes connections idle for longer than IdleTimeout.
+func (s *Sender) reapLoop() {
+	defer close(s.reaped)
+	t := time.NewTicker(max(s.cfg.IdleTimeout/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.reapIdle(now)
+		}
+	}
+}
+
+func (s *Sender) reapIdle(now time.Time) {
+	s.mu.Lock()
+	n := 0
+	for n < len(s.idle) && now.Sub(s.idle[n].lastUsed) >= s.cfg.IdleTimeout {
+		n++
+	}
+	old := make([]*conn, n)
+	copy(old, s.idle[:n])
+	s.idle = append(s.idle[:0], s.idle[n:]...)
+	s.mu.Unlock()
+	for _, pc := range old {
+		quit(pc)
+	}
+}
+
+// Close closes the idle connections (with QUIT) and stops the sender: later
+// calls to Send fail with ErrClosed. Sends in flight finish, and their
+// connections are closed when they do. Close is idempotent.
+func (s *Sender) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.reaped
+	var wg sync.WaitGroup
+	for _, pc := range idle {
+		wg.Go(func() { quit(pc) })
+	}
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,179 @@
+package email
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Security is how the connection to the SMTP server is protected.
+type Security int
+
+const (
+	// STARTTLS connects in plain text and upgrades with STARTTLS before
+	// anything else; a server that does not offer STARTTLS gets no mail.
+	// It is the zero value: the safe default.
+	STARTTLS Security = iota
+	// ImplicitTLS speaks TLS from the first byte (SMTPS, RFC 8314).
+	ImplicitTLS
+	// NoTLS sends in plain text: only for a local relay or Mailpit, and only
+	// when the URL asks for it with tls=none.
+	NoTLS
+)
+
+// String returns "starttls", "tls" or "none".
+func (s Security) String() string {
+	switch s {
+	case STARTTLS:
+		return "starttls"
+	case ImplicitTLS:
+		return "tls"
+	case NoTLS:
+		return "none"
+	}
+	return "Security(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Default ports for the two URL schemes.
+const (
+	DefaultSubmissionPort = 587 // smtp:// (STARTTLS, or plain with tls=none)
+	DefaultSMTPSPort      = 465 // smtps:// (implicit TLS)
+)
+
+// ErrBadURL is wrapped by every error from ParseURL.
+var ErrBadURL = errors.New("invalid SMTP URL")
+
+// Settings say where and how to reach the SMTP server: the parsed
+// CRIER_SMTP_URL. String, GoString and LogValue mask the password, so
+// Settings can be printed and logged.
+type Settings struct {
+	Host     string
+	Port     int
+	Username string
+	Password string `json:"-"`
+	Security Security
+}
+
+// ParseURL parses an SMTP server URL:
+//
+//	smtp://user:pass@host:587        STARTTLS, required (default port 587)
+//	smtps://user:pass@host:465       implicit TLS (default port 465)
+//	smtp://host:1025?tls=none        plain text, only when asked for
+//
+// The userinfo is percent-decoded, so a password with '@', ':' or '/' is
+// written %40, %3A, %2F. The query may only hold tls, with the values
+// starttls or none for smtp:// and tls for smtps://. Errors wrap ErrBadURL
+// and never repeat the password.
+func ParseURL(raw string) (Settings, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		// url.Error repeats the whole URL, password included: keep only
+		// the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return Settings{}, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	var s Settings
+	switch strings.ToLower(u.Scheme) {
+	case "smtp":
+		s.Security, s.Port = STARTTLS, DefaultSubmissionPort
+	case "smtps":
+		s.Security, s.Port = ImplicitTLS, DefaultSMTPSPort
+	case "":
+		return Settings{}, fmt.Errorf("%w: no scheme (want smtp:// or smtps://)", ErrBadURL)
+	default:
+		return Settings{}, fmt.Errorf("%w: unsupported scheme %q (want smtp or smtps)", ErrBadURL, u.Scheme)
+	}
+	if u.Opaque != "" {
+		return Settings{}, fmt.Errorf("%w: want %s://host[:port]", ErrBadURL, u.Scheme)
+	}
+	s.Host = u.Hostname()
+	if s.Host == "" {
+		return Settings{}, fmt.Errorf("%w: missing host", ErrBadURL)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return Settings{}, fmt.Errorf("%w: bad port %q (want 1-65535)", ErrBadURL, p)
+		}
+		s.Port = n
+	} else if strings.HasSuffix(u.Host, ":") {
+		return Settings{}, fmt.Errorf("%w: empty port", ErrBadURL)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return Settings{}, fmt.Errorf("%w: unexpected path %q", ErrBadURL, u.Path)
+	}
+	if u.User != nil {
+		s.Username = u.User.Username()
+		s.Password, _ = u.User.Password()
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return Settings{}, fmt.Errorf("%w: bad query: %v", ErrBadURL, err)
+	}
+	for k, v := range q {
+		if k != "tls" {
+			return Settings{}, fmt.Errorf("%w: unknown parameter %q (only tls is known)", ErrBadURL, k)
+		}
+		if len(v) != 1 {
+			return Settings{}, fmt.Errorf("%w: tls given %d times", ErrBadURL, len(v))
+		}
+		switch mode := strings.ToLower(v[0]); {
+		case s.Security == STARTTLS && mode == "starttls":
+		case s.Security == STARTTLS && mode == "none":
+			s.Security = NoTLS
+		case s.Security == ImplicitTLS && mode == "tls":
+		case s.Security == ImplicitTLS && mode == "none":
+			return Settings{}, fmt.Errorf("%w: smtps:// cannot have tls=none (use smtp://…?tls=none)", ErrBadURL)
+		default:
+			want := "starttls or none"
+			if s.Security == ImplicitTLS {
+				want = "tls"
+			}
+			return Settings{}, fmt.Errorf("%w: unknown tls value %q for %s:// (want %s)", ErrBadURL, v[0], u.Scheme, want)
+		}
+	}
+	return s, nil
+}
+
+// Addr returns "host:port".
+func (s Settings) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// String returns the settings as a URL with the password replaced by
+// "xxxxx".
+func (s Settings) String() string {
+	u := url.URL{Scheme: "smtp", Host: s.Addr()}
+	switch s.Security {
+	case ImplicitTLS:
+		u.Scheme = "smtps"
+	case NoTLS:
+		u.RawQuery = "tls=none"
+	}
+	switch {
+	case s.Password != "":
+		u.User = url.UserPassword(s.Username, "xxxxx")
+	case s.Username != "":
+		u.User = url.User(s.Username)
+	}
+	return u.String()
+}
+
+// GoString masks the password for %#v as well.
+func (s Settings) GoString() string { return "email.Settings(" + strconv.Quote(s.String()) + ")" }
+
+// LogValue logs the settings without the password.
+func (s Settings) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("host", s.Host),
+		slog.Int("port", s.Port),
+		slog.String("username", s.Username),
+		slog.Bool("password_set", s.Password != ""),
+		slog.String("tls", s.Security.String()),
+	)
+}

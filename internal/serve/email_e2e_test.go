@@ -1,0 +1,139 @@
+package serve_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/mailpittest"
+	"github.com/crier-dev/crier/internal/render"
+	"github.com/crier-dev/crier/internal/serve"
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// emailSubscribers: who gets which updates of the 10 November incident.
+var emailSubscribers = []subscriber{
+	{label: "group", NewSubscriber: store.NewSubscriber{Email: "group@care.example", Components: []string{"atlas-sync"}, ConfirmEmail: true}},
+	{label: "pod-b", NewSubscriber: store.NewSubscriber{Email: "podb@care.example", Components: []string{"atlas-sync/sync-pod-b"}, ConfirmEmail: true}},
+	{label: "emar", NewSubscriber: store.NewSubscriber{Email: "emar@care.example", Components: []string{"emar"}, ConfirmEmail: true}},
+	{label: "unconfirmed", NewSubscriber: store.NewSubscriber{Email: "unconfirmed@care.example", Components: []string{"atlas-sync", "emar", "capa"}}},
+	{label: "opted-out", NewSubscriber: store.NewSubscriber{Email: "optedout@care.example", Components: []string{"atlas-sync", "emar", "capa"}, ConfirmEmail: true}, optOutEmail: true},
+}
+
+func TestIncidentEmailsArriveInMailpit(t *testing.T) {
+	t.Parallel()
+	mp := mailpittest.Start(t)
+	// RFC 8058 one-click needs an https target, so links use a public
+	// https URL (this test does not follow them).
+	c := start(t, map[string]string{"CRIER_SMTP_URL": mp.SMTPURL(), "CRIER_PUBLIC_URL": "https://status.crier.example"}, emailSubscribers, serve.Options{})
+	updates := incidenttest.Updates()
+	for _, ev := range updates {
+		c.publish(t, ev)
+		if m := c.waitSettled(t, ev.ID); m["email/failed"] != 0 {
+			t.Fatalf("%s: %v", ev.ID, m)
+		}
+	}
+	// Updates (1-based) reaching each mailbox by the component tree.
+	want := map[string][]int{
+		"group@care.example": {1, 2, 4, 5, 6, 7, 8},
+		"podb@care.example":  {2, 4, 5, 6, 7, 8},
+		"emar@care.example":  {3, 8},
+	}
+	ctx := context.Background()
+	msgs, err := mp.Messages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, m := range msgs {
+		if len(m.To) != 1 {
+			t.Fatalf("message %s has %d recipients", m.ID, len(m.To))
+		}
+		got[m.To[0].Address] = append(got[m.To[0].Address], m.ID)
+	}
+	for addr := range got {
+		if _, ok := want[addr]; !ok {
+			t.Errorf("%s received %d messages, want none", addr, len(got[addr]))
+		}
+	}
+	for addr, idx := range want {
+		if len(got[addr]) != len(idx) {
+			t.Errorf("%s received %d messages, want %d", addr, len(got[addr]), len(idx))
+			continue
+		}
+		var subjects []string
+		for _, id := range got[addr] {
+			full, err := mp.Message(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subjects = append(subjects, full.Subject)
+			checkMessage(t, mp, full, addr)
+		}
+		var wantSubjects []string
+		for _, i := range idx {
+			ev := updates[i-1]
+			wantSubjects = append(wantSubjects, "["+render.StatusLabel(ev.Status)+"] "+ev.Title)
+		}
+		slices.Sort(subjects)
+		slices.Sort(wantSubjects)
+		if !slices.Equal(subjects, wantSubjects) {
+			t.Errorf("%s subjects:\n got %q\nwant %q", addr, subjects, wantSubjects)
+		}
+	}
+}
+
+// checkMessage checks the parts and headers of one email.
+func checkMessage(t *testing.T, mp *mailpittest.Server, m mailpittest.Message, addr string) {
+	t.Helper()
+	ctx := context.Background()
+	if m.Text == "" || m.HTML == "" {
+		t.Errorf("%s %q: text %d bytes, HTML %d bytes; want both parts", addr, m.Subject, len(m.Text), len(m.HTML))
+	}
+	if !strings.Contains(m.HTML, "/manage/") || !strings.Contains(m.Text, "/unsubscribe/") {
+		t.Errorf("%s %q: manage or unsubscribe link missing", addr, m.Subject)
+	}
+	// The postmortem's timeline lists every earlier update, newest first.
+	if strings.HasPrefix(m.Subject, "[Postmortem]") && addr == "group@care.example" {
+		iResolved := strings.Index(m.Text, "Resolved")
+		iInvestigating := strings.Index(m.Text, "Investigating")
+		if iResolved < 0 || iInvestigating < 0 || iResolved > iInvestigating {
+			t.Errorf("postmortem timeline not newest first with every update:\n%s", m.Text)
+		}
+		if !strings.Contains(m.Text, "13:35 GMT") {
+			t.Errorf("timeline times not shown in Europe/London:\n%s", m.Text)
+		}
+	}
+	h, err := mp.Headers(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func(k string) string {
+		if v := h[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	if id := first("Message-Id"); !strings.HasPrefix(id, "<crier.") || !strings.HasSuffix(id, "@crier.example>") {
+		t.Errorf("Message-ID = %q", id)
+	}
+	lu := first("List-Unsubscribe")
+	if err := has(lu, "<https://status.crier.example/unsubscribe/", "<mailto:status@crier.example"); err != nil {
+		t.Errorf("List-Unsubscribe = %q: %v", lu, err)
+	}
+	if v := first("List-Unsubscribe-Post"); v != "List-Unsubscribe=One-Click" {
+		t.Errorf("List-Unsubscribe-Post = %q", v)
+	}
+	if v := first("List-Id"); !strings.Contains(v, "crier.example") {
+		t.Errorf("List-Id = %q", v)
+	}
+	if v := first("Auto-Submitted"); v != "auto-generated" {
+		t.Errorf("Auto-Submitted = %q", v)
+	}
+	if t.Failed() {
+		t.Logf("headers: %v", fmt.Sprint(h))
+	}
+}

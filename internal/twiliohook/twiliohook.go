@@ -1,0 +1,205 @@
+// Package twiliohook serves Twilio's webhooks:
+//
+//	POST /webhooks/twilio/status   delivery reports (StatusCallback)
+//	POST /webhooks/twilio/inbound  incoming texts: STOP, START, HELP
+//
+// Every request must carry a valid X-Twilio-Signature for the auth token;
+// anything else is refused with 403 and changes nothing.
+package twiliohook
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/sms"
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// Config holds what the handlers need to verify requests.
+type Config struct {
+	// AuthToken is the Twilio auth token the signatures are made with.
+	AuthToken string
+	// PublicURL is crier's external base URL: Twilio signs the URL it
+	// called, which is PublicURL + the request path and query.
+	PublicURL string
+	// HelpText answers a HELP message.
+	HelpText string
+	// LookupWait is how long a status report for a message id not yet
+	// recorded is retried before it is ignored (default 2s): Twilio can
+	// report before the sender's outcome is written.
+	LookupWait time.Duration
+}
+
+// Handler serves the webhooks.
+type Handler struct {
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+}
+
+// New returns the webhook handler.
+func New(cfg Config, st *store.Store, log *slog.Logger) *Handler {
+	if cfg.HelpText == "" {
+		cfg.HelpText = "Incident alerts for care homes. Reply STOP to stop texts, START to start again."
+	}
+	if cfg.LookupWait <= 0 {
+		cfg.LookupWait = 2 * time.Second
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	return &Handler{cfg: cfg, store: st, log: log}
+}
+
+// Register adds the routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /webhooks/twilio/status", h.verified(h.status))
+	mux.HandleFunc("POST /webhooks/twilio/inbound", h.verified(h.inbound))
+}
+
+const maxBody = 64 << 10
+
+// verified parses the form and checks X-Twilio-Signature before calling next.
+func (h *Handler) verified(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		sig := r.Header.Get("X-Twilio-Signature")
+		url := h.cfg.PublicURL + r.URL.RequestURI()
+		if sig == "" || !sms.VerifySignature(h.cfg.AuthToken, url, r.PostForm, sig) {
+			h.log.WarnContext(r.Context(), "twilio webhook refused: bad signature", "path", r.URL.Path)
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// Twilio's final message states and the delivery states they map to.
+var finalStates = map[string]string{
+	"delivered":   store.StateDelivered,
+	"undelivered": store.StateUndelivered,
+	"failed":      store.StateFailed,
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sid := r.PostForm.Get("MessageSid")
+	twStatus := r.PostForm.Get("MessageStatus")
+	code := r.PostForm.Get("ErrorCode")
+	state, final := finalStates[twStatus]
+	if sid == "" || !final {
+		// queued, sending, sent: nothing to record beyond what the sender did.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	msg := ""
+	if code != "" {
+		msg = "twilio error " + code + " (" + twStatus + ")"
+	}
+	deadline := time.Now().Add(h.cfg.LookupWait)
+	for {
+		matched, err := h.store.ProviderStatus(ctx, deliver.ChannelSMS, sid, state, code, msg)
+		if err != nil {
+			h.log.ErrorContext(ctx, "twilio status", "error", err)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if matched || time.Now().After(deadline) {
+			if !matched {
+				h.log.WarnContext(ctx, "twilio status for an unknown message ignored", "message_sid", sid)
+			}
+			break
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	if code == "21610" {
+		if _, err := h.store.OptOutPhone(ctx, r.PostForm.Get("To")); err != nil {
+			h.log.ErrorContext(ctx, "opt out after 21610", "error", err)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Keywords, matched case- and whitespace-insensitively against the whole
+// message.
+var (
+	stopWords  = map[string]bool{"STOP": true, "STOPALL": true, "UNSUBSCRIBE": true, "CANCEL": true, "END": true, "QUIT": true}
+	startWords = map[string]bool{"START": true, "UNSTOP": true, "YES": true}
+	helpWords  = map[string]bool{"HELP": true, "INFO": true}
+)
+
+// Keyword normalises an incoming text for keyword matching: upper case,
+// with all whitespace removed.
+func Keyword(body string) string {
+	return strings.ToUpper(strings.Join(strings.Fields(body), ""))
+}
+
+func (h *Handler) inbound(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	// Twilio sends From in E.164, the form numbers are stored in.
+	from := r.PostForm.Get("From")
+	kw := Keyword(r.PostForm.Get("Body"))
+	switch {
+	case stopWords[kw]:
+		n, err := h.store.OptOutPhone(ctx, from)
+		if err != nil {
+			h.log.ErrorContext(ctx, "opt out by text", "error", err)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		h.log.InfoContext(ctx, "opted out by text", "from", phone.Mask(from), "subscribers", n)
+		twiml(w, "") // Twilio's own opt-out handling answers STOP
+	case startWords[kw]:
+		n, err := h.store.OptInPhone(ctx, from)
+		if err != nil {
+			h.log.ErrorContext(ctx, "opt in by text", "error", err)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		h.log.InfoContext(ctx, "opted in by text", "from", phone.Mask(from), "subscribers", n)
+		twiml(w, "")
+	case helpWords[kw]:
+		twiml(w, h.cfg.HelpText)
+	default:
+		twiml(w, "")
+	}
+}
+
+// twiml answers with a TwiML response, with one message when text is set.
+func twiml(w http.ResponseWriter, text string) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><Response>`)
+	if text != "" {
+		b.WriteString("<Message>")
+		xmlEscape(&b, text)
+		b.WriteString("</Message>")
+	}
+	b.WriteString("</Response>")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func xmlEscape(b *strings.Builder, s string) {
+	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
+	b.WriteString(r.Replace(s))
+}
