@@ -1,0 +1,276 @@
+package serve_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/serve"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/twiliotest"
+)
+
+const (
+	numGroup     = "+447400100001" // atlas-sync; first request 429 with Retry-After
+	numPodA      = "+447400100002" // pod A; first request 500
+	numEmar      = "+447400100003" // emar
+	numInvalid   = "+447400100004" // Twilio answers 21211
+	numStopped   = "+447400100005" // Twilio answers 21610
+	numUnconfirm = "+447400100006"
+)
+
+var smsSubscribers = []subscriber{
+	{label: "group", NewSubscriber: store.NewSubscriber{Phone: numGroup, Components: []string{"atlas-sync"}, ConfirmSMS: true}},
+	{label: "pod-a", NewSubscriber: store.NewSubscriber{Phone: numPodA, Components: []string{"atlas-sync/sync-pod-a"}, ConfirmSMS: true}},
+	{label: "emar", NewSubscriber: store.NewSubscriber{Phone: numEmar, Components: []string{"emar"}, ConfirmSMS: true}},
+	{label: "invalid", NewSubscriber: store.NewSubscriber{Phone: numInvalid, Components: []string{"atlas-sync"}, ConfirmSMS: true}},
+	{label: "stopped", NewSubscriber: store.NewSubscriber{Phone: numStopped, Components: []string{"atlas-sync"}, ConfirmSMS: true}},
+	{label: "unconfirmed", NewSubscriber: store.NewSubscriber{Phone: numUnconfirm, Components: []string{"atlas-sync", "emar"}}},
+}
+
+func startSMS(t *testing.T) (*crier, *twiliotest.Server) {
+	t.Helper()
+	tw := twiliotest.New(t, twiliotest.ExampleAccountSID, twiliotest.ExampleAuthToken)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	tw.SetHook(func(to string, _ int) *twiliotest.Fault {
+		mu.Lock()
+		seen[to]++
+		n := seen[to]
+		mu.Unlock()
+		switch {
+		case to == numGroup && n == 1:
+			return twiliotest.RateLimited(time.Second)
+		case to == numPodA && n == 1:
+			return twiliotest.ServerError()
+		case to == numInvalid:
+			return twiliotest.InvalidNumber()
+		case to == numStopped:
+			return twiliotest.OptedOut()
+		}
+		return nil
+	})
+	c := start(t, map[string]string{
+		"CRIER_TWILIO_ACCOUNT_SID": tw.AccountSID(),
+		"CRIER_TWILIO_AUTH_TOKEN":  tw.AuthToken(),
+		"CRIER_TWILIO_FROM":        "+447400999999",
+		"CRIER_TWILIO_API_URL":     tw.URL(),
+		"CRIER_SMS_RATE":           "0",
+	}, smsSubscribers, serve.Options{})
+	return c, tw
+}
+
+func TestIncidentTextsReachEachSubscriberOnceInOrder(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	updates := incidenttest.Updates()
+	for _, ev := range updates {
+		c.publish(t, ev)
+		c.waitSettled(t, ev.ID)
+	}
+	byTo := map[string][]twiliotest.Message{}
+	for _, m := range tw.Messages() {
+		byTo[m.To] = append(byTo[m.To], m)
+	}
+	want := map[string][]int{
+		numGroup: {1, 2, 4, 5, 6, 7, 8},
+		numPodA:  {1, 2, 4, 5, 6, 7, 8},
+		numEmar:  {3, 8},
+	}
+	for to := range byTo {
+		if _, ok := want[to]; !ok {
+			t.Errorf("%s received %d texts, want none", to, len(byTo[to]))
+		}
+	}
+	for to, idx := range want {
+		got := byTo[to]
+		if len(got) != len(idx) {
+			t.Errorf("%s received %d texts, want %d", to, len(got), len(idx))
+			continue
+		}
+		for i, n := range idx {
+			ev := updates[n-1]
+			if !strings.Contains(got[i].Body, ev.Title[:20]) || got[i].StatusCallback != c.baseURL+"/webhooks/twilio/status" {
+				t.Errorf("%s text %d (update %d): body %q, callback %q", to, i, n, got[i].Body, got[i].StatusCallback)
+			}
+			if !strings.Contains(strings.ToUpper(got[i].Body), "STOP") {
+				t.Errorf("%s text %d has no stop footer: %q", to, i, got[i].Body)
+			}
+			if got[i].NumSegments > 2 {
+				t.Errorf("%s text %d takes %d segments", to, i, got[i].NumSegments)
+			}
+		}
+	}
+	ctx := context.Background()
+	var code string
+	var state string
+	// 429 and 500 were retried: two attempts for the first text of each.
+	for _, num := range []string{numGroup, numPodA} {
+		var attempts int
+		if err := c.store.Pool().QueryRow(ctx, `SELECT attempts, state FROM deliveries WHERE address = $1 AND event_id = $2`, num, updates[0].ID).Scan(&attempts, &state); err != nil {
+			t.Fatal(err)
+		}
+		if attempts != 2 || state != "sent" {
+			t.Errorf("%s first text: %d attempts, state %s; want 2 attempts then sent", num, attempts, state)
+		}
+	}
+	if err := c.store.Pool().QueryRow(ctx, `SELECT error_code, state FROM deliveries WHERE address = $1 AND event_id = $2`, numInvalid, updates[0].ID).Scan(&code, &state); err != nil {
+		t.Fatal(err)
+	}
+	if code != "21211" || state != "failed" {
+		t.Errorf("invalid number: %s %s, want failed 21211", state, code)
+	}
+	// 21610 fails the text and opts the subscriber out of SMS: no later
+	// update is queued for them.
+	var optedOut bool
+	var later int
+	if err := c.store.Pool().QueryRow(ctx, `
+		SELECT s.sms_opted_out_at IS NOT NULL,
+		       (SELECT count(*) FROM deliveries d WHERE d.subscriber_id = s.id AND d.event_id <> $2)
+		FROM subscribers s WHERE s.phone = $1`, numStopped, updates[0].ID).Scan(&optedOut, &later); err != nil {
+		t.Fatal(err)
+	}
+	if !optedOut || later != 0 {
+		t.Errorf("21610: opted out %t, %d later deliveries; want opted out and none", optedOut, later)
+	}
+}
+
+func TestStatusCallbacksAreVerifiedAndNeverGoBack(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	ev := incidenttest.Updates()[2] // emar, capa
+	c.publish(t, ev)
+	c.waitSettled(t, ev.ID)
+	msgs := tw.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d texts, want 1", len(msgs))
+	}
+	sid := msgs[0].SID
+	ctx := context.Background()
+	stateOf := func() (string, string) {
+		var state, code string
+		if err := c.store.Pool().QueryRow(ctx, `SELECT state, coalesce(error_code, '') FROM deliveries WHERE provider_id = $1`, sid).Scan(&state, &code); err != nil {
+			t.Fatal(err)
+		}
+		return state, code
+	}
+	post := func(form url.Values, sig string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+"/webhooks/twilio/status", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if sig != "" {
+			req.Header.Set("X-Twilio-Signature", sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	url := c.baseURL + "/webhooks/twilio/status"
+	undelivered := twiliotest.StatusUpdate{MessageSid: sid, MessageStatus: "undelivered", ErrorCode: 30003, To: numEmar}.Form()
+
+	// Without a signature, or with one for other content: refused.
+	if code := post(undelivered, ""); code != http.StatusForbidden {
+		t.Errorf("unsigned callback: %d, want 403", code)
+	}
+	tampered := twiliotest.StatusUpdate{MessageSid: sid, MessageStatus: "delivered", To: numEmar}.Form()
+	if code := post(undelivered, twiliotest.Signature(tw.AuthToken(), url, tampered)); code != http.StatusForbidden {
+		t.Errorf("tampered callback: %d, want 403", code)
+	}
+	if code := post(undelivered, twiliotest.Signature("wrong-token", url, undelivered)); code != http.StatusForbidden {
+		t.Errorf("callback signed with another token: %d, want 403", code)
+	}
+	if s, _ := stateOf(); s != "sent" {
+		t.Fatalf("state after refused callbacks = %s, want sent", s)
+	}
+	// An unknown SID is ignored without changing anything.
+	unknown := twiliotest.StatusUpdate{MessageSid: "SM00000000000000000000000000000000", MessageStatus: "delivered"}.Form()
+	if code := post(unknown, twiliotest.Signature(tw.AuthToken(), url, unknown)); code/100 != 2 {
+		t.Errorf("unknown SID: %d", code)
+	}
+	// Valid: delivered. Then a late "sent" and an "undelivered" change nothing.
+	for _, status := range []string{"delivered", "sent", "undelivered", "delivered"} {
+		resp, err := tw.ReportStatus(ctx, sid, status, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Errorf("%s callback: %d", status, resp.StatusCode)
+		}
+		if s, _ := stateOf(); s != "delivered" {
+			t.Errorf("after %s callback state = %s, want delivered", status, s)
+		}
+	}
+}
+
+func TestInboundStopStartHelp(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	ctx := context.Background()
+	inbound := func(from, body string) (int, string) {
+		form := url.Values{"From": {from}, "To": {"+447400999999"}, "Body": {body}, "MessageSid": {"SM11111111111111111111111111111111"}, "AccountSid": {tw.AccountSID()}}
+		u := c.baseURL + "/webhooks/twilio/inbound"
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", twiliotest.Signature(tw.AuthToken(), u, form))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	optedOut := func() bool {
+		var v bool
+		if err := c.store.Pool().QueryRow(ctx, `SELECT sms_opted_out_at IS NOT NULL FROM subscribers WHERE phone = $1`, numEmar).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// A text queued for the subscriber when STOP arrives is suppressed.
+	if _, err := c.store.Pool().Exec(ctx, `UPDATE subscribers SET sms_confirmed_at = now() WHERE phone = $1`, numEmar); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{"  stop ", "Stop", "STOPALL", "unsubscribe", "Cancel", "end", "QUIT", "s t o p"} {
+		if code, _ := inbound(numEmar, "start"); code != 200 || optedOut() {
+			t.Fatalf("START: %d, opted out %t", code, optedOut())
+		}
+		if code, _ := inbound(numEmar, body); code != 200 || !optedOut() {
+			t.Errorf("%q: %d, opted out %t; want opted out", body, code, optedOut())
+		}
+	}
+	// A text still queued when STOP arrives is suppressed, not sent.
+	if code, _ := inbound(numEmar, "START"); code != 200 || optedOut() {
+		t.Fatal("START did not opt in")
+	}
+	ev := incidenttest.Updates()[2]
+	c.publish(t, ev)
+	c.waitSettled(t, ev.ID)
+	if _, err := c.store.Pool().Exec(ctx, `UPDATE deliveries SET state = 'queued', next_attempt_at = now() + interval '1 hour' WHERE address = $1`, numEmar); err != nil {
+		t.Fatal(err)
+	}
+	inbound(numEmar, "STOP")
+	var state string
+	if err := c.store.Pool().QueryRow(ctx, `SELECT state FROM deliveries WHERE address = $1`, numEmar).Scan(&state); err != nil || state != "suppressed" {
+		t.Errorf("queued text after STOP: %s (%v), want suppressed", state, err)
+	}
+	if code, _ := inbound(numEmar, "UNSTOP"); code != 200 || optedOut() {
+		t.Errorf("UNSTOP: %d, opted out %t; want opted in", code, optedOut())
+	}
+	if code, body := inbound(numEmar, " help "); code != 200 || !strings.Contains(body, "<Message>") || !strings.Contains(body, "STOP") {
+		t.Errorf("HELP: %d %q", code, body)
+	}
+	if code, _ := inbound(numEmar, "stopping by later"); code != 200 || optedOut() {
+		t.Errorf("an ordinary message opted the sender out")
+	}
+}
