@@ -96,7 +96,7 @@ CREATE TABLE deliveries (
     last_error       text,
     error_code       text,
     provider_id      text,
-    created_at       timestamptz NOT NULL DEFAULT now(),
+    created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- queued_at starts the maximum-age clock: fan-out, or a manual retry.
     queued_at        timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),

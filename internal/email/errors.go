@@ -2,6 +2,7 @@ package email
 
 import (
 	"errors"
+	"net"
 	"net/textproto"
 	"strconv"
 
@@ -64,6 +65,20 @@ func replyCode(err error) int {
 func cleanRejection(err error) bool {
 	code := replyCode(err)
 	return code >= 400 && code < 600 && code != 421
+}
+
+// droppedWhileIdle reports whether err, from the first command on a reused
+// connection, says that the server had closed it: a 421 reply or a failure
+// without a reply that is not a timeout (end of file, reset, broken pipe).
+func droppedWhileIdle(err error) bool {
+	switch replyCode(err) {
+	case 421:
+		return true
+	case 0:
+		var ne net.Error
+		return !errors.As(err, &ne) || !ne.Timeout()
+	}
+	return false
 }
 
 // classify maps a failed transaction to the retry policy's types, by the

@@ -14,13 +14,29 @@
 // transaction; a server that dropped an idle connection is noticed at the
 // next MAIL FROM, which is then sent again on a new connection.
 //
-// Failures come back as the retry policy's types (package deliver): a 5xx
-// reply is a *deliver.PermanentError, a 4xx reply, a timeout or a network
-// failure a *deliver.TransientError, each with the reply code when there is
-// one and the server's text in the wrapped error. A refused recipient fails
-// that message only; the connection is reset and reused. A connection that
-// failed in any other way is closed, and the next message gets a new one.
-// See classify and classifyConnect for the whole mapping.
+// Failures come back as the retry policy's types (package deliver), decided
+// by the reply code, never by the text:
+//
+//   - a 5xx reply to MAIL, RCPT, DATA or at the end of DATA is a
+//     *deliver.PermanentError with Code "550" (or whichever) and the
+//     server's text in the wrapped error;
+//   - a 4xx reply is a *deliver.TransientError with its code; 421 also
+//     closes the connection;
+//   - a timeout, a cancelled context, a refused, reset or closed connection
+//     is a *deliver.TransientError without a code;
+//   - failing to connect is a *deliver.TransientError whatever the reply
+//     code: TCP, the TLS handshake or certificate, a server that does not
+//     offer STARTTLS although the URL requires it (nothing is ever sent in
+//     plain text then), AUTH refused. These are about the relay or crier's
+//     configuration, not the recipient: the operator fixes them and the
+//     retry policy's age limit bounds the wait;
+//   - a message that cannot be sent as given (no valid recipient address,
+//     no body, a malformed Message-ID) is a *deliver.PermanentError wrapping
+//     ErrInvalidMessage, and nothing is sent.
+//
+// A refused recipient fails that message only: the transaction is reset
+// with RSET and the connection reused. A connection that failed in any other
+// way is closed, and the next message gets a new one.
 package email
 
 import (
@@ -96,6 +112,10 @@ func New(cfg Config) (*Sender, error) {
 	if tc.MinVersion == 0 {
 		tc.MinVersion = tls.VersionTLS12
 	}
+	if tc.ClientSessionCache == nil {
+		// Resume TLS sessions when connections are replaced.
+		tc.ClientSessionCache = tls.NewLRUClientSessionCache(cfg.PoolSize)
+	}
 	s := &Sender{
 		cfg:       cfg,
 		from:      from,
@@ -160,8 +180,6 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		st, keep, err := s.exchange(ctx, pc, rcpt, buf.Bytes())
 		if err == nil {
 			pc.sent++
-			s.putIdle(pc)
-			return id, nil
 		}
 		reused := pc.sent > 0
 		if keep {
@@ -169,13 +187,17 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		} else {
 			discard(pc)
 		}
+		if err == nil {
+			return id, nil
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return "", deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", to.Address, st, cerr, err))
 		}
-		// A reused connection that fails at the first command without a
-		// reply (or with 421) was most likely closed by the server while
-		// idle: nothing was accepted, so sending again cannot duplicate.
-		if !retried && reused && st == stageMail && (replyCode(err) == 0 || replyCode(err) == 421) {
+		// A reused connection that fails at once at the first command, with
+		// 421 or closed without a reply, was most likely closed by the
+		// server while idle: nothing was accepted, so sending again cannot
+		// duplicate. A timeout is no such sign and is not retried.
+		if !retried && reused && st == stageMail && droppedWhileIdle(err) {
 			pc = nil
 			continue
 		}

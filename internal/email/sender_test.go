@@ -207,13 +207,15 @@ func TestInvalidMessagesFailPermanentlyWithoutSending(t *testing.T) {
 		"unsubscribe ftp":   func(m *deliver.Message) { m.UnsubscribeURL = "ftp://x.example/u" },
 		"unsubscribe angle": func(m *deliver.Message) { m.UnsubscribeMailto = "mailto:a>b@example.org" },
 	} {
-		m := message(1, "a@example.org")
-		edit(&m)
-		_, err := s.Send(context.Background(), m)
-		wantPermanent(t, err, "")
-		if !errors.Is(err, email.ErrInvalidMessage) {
-			t.Errorf("%s: %v does not wrap ErrInvalidMessage", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			m := message(1, "a@example.org")
+			edit(&m)
+			_, err := s.Send(context.Background(), m)
+			wantPermanent(t, err, "")
+			if !errors.Is(err, email.ErrInvalidMessage) {
+				t.Errorf("%v does not wrap ErrInvalidMessage", err)
+			}
+		})
 	}
 	if st := srv.Stats(); st.Connections != 0 {
 		t.Errorf("%d connections for invalid messages", st.Connections)
@@ -539,6 +541,9 @@ func TestStalledServerTimesOut(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("timed out after %v, SendTimeout is 200ms", d)
+	}
+	if n := srv.Stats().Connections; n != 1 {
+		t.Errorf("%d connections: a timeout must not be retried on a new one", n)
 	}
 	srv.Release()
 	if _, err := s.Send(context.Background(), message(3, "a@example.org")); err != nil {

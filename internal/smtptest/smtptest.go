@@ -51,7 +51,8 @@ type RcptHook func(rcpt string, attempt int) *smtp.SMTPError
 
 // DataHook decides the reply at the end of DATA for a message that was
 // received in full. A nil result accepts it with 250; any other reply means
-// the message is not stored.
+// the message is not stored. With WithDiscard the Message holds only From
+// and To.
 type DataHook func(m Message) *smtp.SMTPError
 
 // Option configures a Server at New.

@@ -1,0 +1,62 @@
+// Command crier-bench measures crier end to end: it creates a fresh
+// database with N subscribers, starts loopback SMTP and Twilio sinks, runs
+// crier's serve path in-process, publishes events through JetStream, waits
+// until the sinks accepted every expected message, checks none is missing or
+// doubled, and prints throughput, latency, CPU and memory.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata"
+
+	"github.com/crier-dev/crier/internal/bench"
+)
+
+func main() {
+	var cfg bench.Config
+	channels := flag.String("channels", "both", "email, sms or both")
+	flag.StringVar(&cfg.ServerURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL URL with rights to create a database")
+	flag.IntVar(&cfg.Subscribers, "subscribers", 100_000, "number of subscribers")
+	flag.IntVar(&cfg.Events, "events", 1, "events published one after another (each fully delivered before the next)")
+	flag.DurationVar(&cfg.SMTPLatency, "smtp-latency", 0, "delay before the SMTP sink accepts each message (e.g. 20ms)")
+	flag.DurationVar(&cfg.TwilioLatency, "twilio-latency", 0, "delay before the Twilio sink answers each request (e.g. 150ms)")
+	flag.IntVar(&cfg.SMTPPool, "smtp-pool", 32, "CRIER_SMTP_POOL")
+	flag.IntVar(&cfg.Workers, "workers", 64, "CRIER_DELIVERY_WORKERS (sends in flight per channel)")
+	flag.Float64Var(&cfg.EmailRate, "email-rate", 0, "CRIER_EMAIL_RATE (0 = unlimited)")
+	flag.Float64Var(&cfg.SMSRate, "sms-rate", 0, "CRIER_SMS_RATE (0 = unlimited)")
+	flag.DurationVar(&cfg.Timeout, "timeout", 0, "how long to wait for one event's deliveries (default 5m)")
+	flag.BoolVar(&cfg.Keep, "keep", false, "keep the database afterwards")
+	verbose := flag.Bool("v", false, "show crier's log")
+	flag.Parse()
+	switch *channels {
+	case "email":
+		cfg.Email = true
+	case "sms":
+		cfg.SMS = true
+	case "both":
+		cfg.Email, cfg.SMS = true, true
+	default:
+		fmt.Fprintln(os.Stderr, "crier-bench: --channels must be email, sms or both")
+		os.Exit(2)
+	}
+	if *verbose {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crier-bench:", err)
+		os.Exit(1)
+	}
+	rep.Print(os.Stdout)
+	if !rep.OK() {
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,382 @@
+// Package bench measures crier end to end as an operator would: a fresh
+// database with N subscribers, loopback sinks that speak SMTP and Twilio's
+// REST wire format, crier's real serve path in this process, one event (or
+// a series of small ones) published through JetStream, and a summary of
+// throughput, latency, CPU and memory.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/config"
+	"github.com/crier-dev/crier/internal/devenv"
+	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/serve"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/stream"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	// ServerURL is a PostgreSQL URL with rights to create databases; the
+	// run creates its own database there and drops it afterwards.
+	ServerURL string
+	// Subscribers is the number of subscribers (default 100,000).
+	Subscribers int
+	// Email and SMS choose the channels every subscriber has.
+	Email, SMS bool
+	// Events is the number of events published one after another (each
+	// waits for the previous one to be fully delivered). Default 1.
+	Events int
+	// SMTPLatency and TwilioLatency delay each sink's answer per message.
+	SMTPLatency, TwilioLatency time.Duration
+	// SMTPPool, Workers, EmailRate and SMSRate set the CRIER_* values of the
+	// same meaning.
+	SMTPPool  int
+	Workers   int
+	EmailRate float64
+	SMSRate   float64
+	// Timeout bounds the wait for one event's deliveries.
+	Timeout time.Duration
+	// Keep leaves the database in place.
+	Keep bool
+	// Log receives crier's own log (nil: discarded).
+	Log *slog.Logger
+}
+
+// EventResult is what one event took.
+type EventResult struct {
+	Expected, Accepted, Missing, Doubled int
+	First, Last                          time.Duration
+	P50, P99                             time.Duration
+	PerChannel                           map[string]ChannelResult
+	FanOut                               time.Duration
+}
+
+// ChannelResult is one channel's share of an event.
+type ChannelResult struct {
+	Accepted int
+	Last     time.Duration
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Config     Config
+	Events     []EventResult
+	LoadTime   time.Duration
+	CPU        time.Duration // user+system CPU of this process during the events
+	PeakRSS    int64         // bytes, of this process (crier, NATS and the sinks)
+	DBCPUNote  string
+	Deliveries int
+}
+
+// Run performs a benchmark run.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Subscribers <= 0 {
+		cfg.Subscribers = 100_000
+	}
+	if cfg.Events <= 0 {
+		cfg.Events = 1
+	}
+	if !cfg.Email && !cfg.SMS {
+		return Report{}, errors.New("choose at least one channel")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	rep := Report{Config: cfg}
+
+	dbURL, drop, err := createDatabase(ctx, cfg.ServerURL, cfg.Keep)
+	if err != nil {
+		return rep, err
+	}
+	defer drop()
+	loadStart := time.Now()
+	if err := load(ctx, dbURL, cfg); err != nil {
+		return rep, err
+	}
+	rep.LoadTime = time.Since(loadStart)
+
+	smtpSink, err := startSMTPSink(cfg.SMTPLatency)
+	if err != nil {
+		return rep, err
+	}
+	defer smtpSink.close()
+	twSink, err := startTwilioSink(cfg.TwilioLatency)
+	if err != nil {
+		return rep, err
+	}
+	defer twSink.close()
+
+	dir, err := os.MkdirTemp("", "crier-bench-nats-")
+	if err != nil {
+		return rep, err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := devenv.StartNATS(devenv.NATSConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return rep, err
+	}
+	defer ns.Stop(context.Background())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return rep, err
+	}
+	env := map[string]string{
+		"CRIER_DATABASE_URL":       dbURL,
+		"CRIER_NATS_URL":           ns.URL(),
+		"CRIER_HTTP_ADDR":          ln.Addr().String(),
+		"CRIER_PUBLIC_URL":         "https://status.bench.example",
+		"CRIER_SMTP_URL":           smtpSink.url(),
+		"CRIER_MAIL_FROM":          "Status <status@bench.example>",
+		"CRIER_SMTP_POOL":          fmt.Sprint(max(1, cfg.SMTPPool)),
+		"CRIER_EMAIL_RATE":         fmt.Sprint(cfg.EmailRate),
+		"CRIER_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+		"CRIER_TWILIO_AUTH_TOKEN":  "benchtoken",
+		"CRIER_TWILIO_FROM":        "+447400999999",
+		"CRIER_TWILIO_API_URL":     twSink.url(),
+		"CRIER_SMS_RATE":           fmt.Sprint(cfg.SMSRate),
+		"CRIER_DELIVERY_WORKERS":   fmt.Sprint(max(1, cfg.Workers)),
+		"CRIER_MAX_AGE":            "2h",
+	}
+	ccfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		return rep, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serve.Run(runCtx, ccfg, cfg.Log, serve.Options{Listener: ln, Ready: func(string) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		return rep, fmt.Errorf("serve: %w", err)
+	}
+	defer func() { stop(); <-done }()
+
+	nc, err := stream.Connect(ns.URL(), "crier-bench")
+	if err != nil {
+		return rep, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return rep, err
+	}
+
+	expected := map[string]int{}
+	if cfg.Email {
+		expected["email"] = cfg.Subscribers
+	}
+	if cfg.SMS {
+		expected["sms"] = cfg.Subscribers
+	}
+	cpu0 := cpuTime()
+	for i := range cfg.Events {
+		res, err := runEvent(ctx, js, dbURL, i, expected, smtpSink.tally, twSink.tally, cfg.Timeout)
+		if err != nil {
+			return rep, err
+		}
+		rep.Events = append(rep.Events, res)
+		rep.Deliveries += res.Accepted
+	}
+	rep.CPU = cpuTime() - cpu0
+	rep.PeakRSS = peakRSS()
+	return rep, nil
+}
+
+func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *tally, timeout time.Duration) (EventResult, error) {
+	ev := event.Event{
+		ID: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i), IncidentID: fmt.Sprintf("bench-incident-%d", i),
+		Kind: event.KindIncident, Status: "investigating", Impact: "major",
+		Title:      "Atlas Device Synchronisation Issues",
+		Body:       "We are aware that some users are experiencing some Atlas Device Synchronisation issues on Sync Pod A, if you are experiencing these problems please attempt to change to Sync Pod B",
+		Components: []string{"atlas-sync/sync-pod-a"}, OccurredAt: time.Now().UTC(), Notify: true,
+	}
+	raw, err := event.Encode(ev)
+	if err != nil {
+		return EventResult{}, err
+	}
+	start := time.Now()
+	mail.reset(start)
+	sms.reset(start)
+	if _, err := stream.Publish(ctx, js, ev, raw); err != nil {
+		return EventResult{}, err
+	}
+	want := expected["email"] + expected["sms"]
+	deadline := time.After(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a, _, _ := mail.snapshot()
+		b, _, _ := sms.snapshot()
+		if a+b >= want {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return EventResult{}, ctx.Err()
+		case <-deadline:
+			return EventResult{}, fmt.Errorf("event %d: only %d of %d deliveries accepted after %s", i, a+b, want, timeout)
+		case <-tick.C:
+		}
+	}
+	// Let stragglers (doubles) arrive before counting.
+	time.Sleep(200 * time.Millisecond)
+	res := EventResult{Expected: want, PerChannel: map[string]ChannelResult{}}
+	var all []time.Duration
+	for ch, t := range map[string]*tally{"email": mail, "sms": sms} {
+		if expected[ch] == 0 {
+			continue
+		}
+		acc, distinct, doubled := t.snapshot()
+		lat := t.latencies()
+		slices.Sort(lat)
+		cr := ChannelResult{Accepted: acc}
+		if len(lat) > 0 {
+			cr.Last = lat[len(lat)-1]
+		}
+		res.PerChannel[ch] = cr
+		res.Accepted += acc
+		res.Doubled += doubled
+		res.Missing += expected[ch] - distinct
+		all = append(all, lat...)
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		res.First, res.Last = all[0], all[len(all)-1]
+		res.P50 = all[len(all)/2]
+		res.P99 = all[min(len(all)-1, len(all)*99/100)]
+	}
+	res.FanOut, err = fanOutTime(ctx, dbURL, ev.ID)
+	return res, err
+}
+
+// fanOutTime is the time from receiving the event to committing its
+// deliveries, as recorded in the database.
+func fanOutTime(ctx context.Context, dbURL, id string) (time.Duration, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var secs float64
+	err = conn.QueryRow(ctx, `
+		SELECT extract(epoch FROM (SELECT max(created_at) FROM deliveries WHERE event_id = $1) - received_at)
+		FROM events WHERE id = $1`, id).Scan(&secs)
+	return time.Duration(secs * float64(time.Second)), err
+}
+
+func createDatabase(ctx context.Context, serverURL string, keep bool) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to %s: %w", redactURL(serverURL), err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "crier_bench_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	u, _ := url.Parse(serverURL)
+	u.Path = "/" + name
+	drop := func() {
+		if keep {
+			fmt.Fprintf(os.Stderr, "kept database %s\n", name)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, serverURL); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	}
+	return u.String(), drop, nil
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(database url)"
+	}
+	return u.Redacted()
+}
+
+// load migrates the database and inserts the catalog and the subscribers
+// in set-based statements, then ANALYZEs.
+func load(ctx context.Context, dbURL string, cfg Config) error {
+	st, err := store.Open(ctx, dbURL, 2)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx, nil); err != nil {
+		return err
+	}
+	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+		return err
+	}
+	_, err = st.Pool().Exec(ctx, `
+		WITH s AS (
+			INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name, organisation)
+			SELECT CASE WHEN $2 THEN 'manager' || i || '@care' || (i % 997) || '.example' END,
+			       CASE WHEN $3 THEN '+4474' || lpad(i::text, 8, '0') END,
+			       now(), now(), 'Manager ' || i, 'Care home ' || (i % 5000)
+			FROM generate_series(1, $1) AS i
+			RETURNING id
+		)
+		INSERT INTO subscriptions (component_key, subscriber_id)
+		SELECT CASE id % 3 WHEN 0 THEN 'atlas-sync' WHEN 1 THEN 'atlas-sync/sync-pod-a' ELSE 'emar' END, id FROM s`,
+		cfg.Subscribers, cfg.Email, cfg.SMS)
+	if err != nil {
+		return fmt.Errorf("load subscribers: %w", err)
+	}
+	// emar subscribers must be reached too: give them atlas-sync as well.
+	if _, err := st.Pool().Exec(ctx, `
+		INSERT INTO subscriptions (component_key, subscriber_id)
+		SELECT 'atlas-sync', subscriber_id FROM subscriptions WHERE component_key = 'emar'`); err != nil {
+		return fmt.Errorf("load subscriptions: %w", err)
+	}
+	if _, err := st.Pool().Exec(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Maxrss * 1024
+}
