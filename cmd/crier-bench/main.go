@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	_ "time/tzdata"
 
@@ -33,7 +34,20 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", 0, "how long to wait for one event's deliveries (default 5m)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the database afterwards")
 	verbose := flag.Bool("v", false, "show crier's log")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crier-bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "crier-bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	switch *channels {
 	case "email":
 		cfg.Email = true
@@ -57,6 +71,7 @@ func main() {
 	}
 	rep.Print(os.Stdout)
 	if !rep.OK() {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

@@ -232,9 +232,8 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		a, _, _ := mail.snapshot()
-		b, _, _ := sms.snapshot()
-		if a+b >= want {
+		a, b := mail.total.Load(), sms.total.Load()
+		if int(a+b) >= want {
 			break
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -21,6 +22,7 @@ type tally struct {
 	byRcpt  map[string]int32
 	times   []time.Duration // since start, one per accepted message
 	changed chan struct{}
+	total   atomic.Int64 // accepted since the last reset
 }
 
 func newTally() *tally {
@@ -32,6 +34,7 @@ func (t *tally) reset(start time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.start = start
+	t.total.Store(0)
 	clear(t.byRcpt)
 	t.times = t.times[:0]
 }
@@ -42,6 +45,7 @@ func (t *tally) accept(rcpt string) {
 	t.byRcpt[rcpt]++
 	t.times = append(t.times, now.Sub(t.start))
 	t.mu.Unlock()
+	t.total.Add(1)
 	select {
 	case t.changed <- struct{}{}:
 	default:

@@ -56,6 +56,9 @@ type Config struct {
 	PollInterval time.Duration
 	// ReapInterval is how often expired leases are put back (default 5s).
 	ReapInterval time.Duration
+	// RecordConcurrency is how many outcome batches may be written at once
+	// (default 4).
+	RecordConcurrency int
 	// FlushInterval bounds how long an outcome waits to be written with
 	// others (default 20ms).
 	FlushInterval time.Duration
@@ -80,6 +83,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
+	}
+	if c.RecordConcurrency <= 0 {
+		c.RecordConcurrency = 4
 	}
 	def(&c.Lease, 2*time.Minute)
 	def(&c.SendTimeout, 30*time.Second)
@@ -151,7 +157,8 @@ type job struct {
 // releases the deliveries it claimed but did not start, lets sends in flight
 // finish (each bounded by SendTimeout), records every outcome and returns.
 func (w *Worker) Run(ctx context.Context) error {
-	jobs := make(chan job)
+	// The claimer runs up to one batch ahead of the senders.
+	jobs := make(chan job, w.cfg.BatchSize)
 	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
 	var senders sync.WaitGroup
 	for range w.cfg.Concurrency {
@@ -228,6 +235,12 @@ func (w *Worker) sleep(ctx context.Context, tick <-chan time.Time) {
 func (w *Worker) deliver(ctx context.Context, j job) (out store.Outcome) {
 	d := j.d
 	out = store.Outcome{ID: d.ID, Attempt: d.Attempt, StartedAt: j.start}
+	if ctx.Err() != nil {
+		// Shutting down: a delivery not yet started goes back to the queue.
+		out.Outcome, out.NextAttemptAt = store.OutcomeReleased, time.Now()
+		w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, store.OutcomeReleased).Inc()
+		return out
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			w.log.ErrorContext(ctx, "panic while sending", "channel", w.cfg.Channel, "delivery_id", d.ID, "panic", fmt.Sprint(p))
@@ -326,49 +339,26 @@ func (w *Worker) backoff(attempt int) time.Duration {
 }
 
 // recordLoop writes outcomes in batches: when FlushInterval has passed or a
-// batch is full. A failed write is retried until it succeeds or the lease
-// would have expired anyway (then the deliveries are sent again: at least
-// once).
+// batch is full. Up to RecordConcurrency batches are written at once so the
+// senders never wait behind one slow statement. A failed write is retried
+// until it succeeds or the lease would have expired anyway (then the
+// deliveries are sent again: at least once).
 func (w *Worker) recordLoop(outcomes <-chan store.Outcome) {
-	ctx := context.Background()
+	var writers sync.WaitGroup
+	defer writers.Wait()
+	slots := make(chan struct{}, w.cfg.RecordConcurrency)
 	var pending []store.Outcome
 	flush := func() {
 		if len(pending) == 0 {
 			return
 		}
-		deadline := time.Now().Add(w.cfg.Lease)
-		recorded := false
-		for attempt := 0; ; attempt++ {
-			_, err := w.store.Record(ctx, w.owner, pending)
-			if err == nil {
-				recorded = true
-				break
-			}
-			if time.Now().After(deadline) {
-				w.log.ErrorContext(ctx, "record outcomes: giving up, leases will expire", "channel", w.cfg.Channel, "count", len(pending), "error", err)
-				break
-			}
-			w.log.WarnContext(ctx, "record outcomes", "channel", w.cfg.Channel, "count", len(pending), "error", err)
-			time.Sleep(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
-		}
-		if recorded {
-			var sent, retry, failed, released int
-			for _, o := range pending {
-				switch o.Outcome {
-				case store.OutcomeSent:
-					sent++
-				case store.OutcomeRetry:
-					retry++
-				case store.OutcomeFailed:
-					failed++
-				case store.OutcomeReleased:
-					released++
-				}
-			}
-			w.log.InfoContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(pending),
-				"sent", sent, "retry", retry, "failed", failed, "released", released)
-		}
-		pending = pending[:0]
+		batch := pending
+		pending = make([]store.Outcome, 0, w.cfg.BatchSize)
+		slots <- struct{}{}
+		writers.Go(func() {
+			defer func() { <-slots }()
+			w.record(batch)
+		})
 	}
 	timer := time.NewTimer(w.cfg.FlushInterval)
 	defer timer.Stop()
@@ -390,4 +380,37 @@ func (w *Worker) recordLoop(outcomes <-chan store.Outcome) {
 			flush()
 		}
 	}
+}
+
+// record writes one batch of outcomes, retrying while the lease lasts.
+func (w *Worker) record(batch []store.Outcome) {
+	ctx := context.Background()
+	deadline := time.Now().Add(w.cfg.Lease)
+	for attempt := 0; ; attempt++ {
+		_, err := w.store.Record(ctx, w.owner, batch)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			w.log.ErrorContext(ctx, "record outcomes: giving up, leases will expire", "channel", w.cfg.Channel, "count", len(batch), "error", err)
+			return
+		}
+		w.log.WarnContext(ctx, "record outcomes", "channel", w.cfg.Channel, "count", len(batch), "error", err)
+		<-time.After(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
+	}
+	var sent, retry, failed, released int
+	for _, o := range batch {
+		switch o.Outcome {
+		case store.OutcomeSent:
+			sent++
+		case store.OutcomeRetry:
+			retry++
+		case store.OutcomeFailed:
+			failed++
+		case store.OutcomeReleased:
+			released++
+		}
+	}
+	w.log.InfoContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(batch),
+		"sent", sent, "retry", retry, "failed", failed, "released", released)
 }

@@ -183,7 +183,7 @@ func (c *crier) waitSettled(t *testing.T, eventID string) map[string]int {
 	var m map[string]int
 	waitFor(t, "deliveries of "+eventID+" to settle", 30*time.Second, func() bool {
 		var stored bool
-		if err := c.store.Pool().QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)`, eventID).Scan(&stored); err != nil || !stored {
+		if err := c.store.Pool().QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND fanned_out_at IS NOT NULL)`, eventID).Scan(&stored); err != nil || !stored {
 			return false
 		}
 		m = c.states(t, eventID)

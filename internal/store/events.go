@@ -13,8 +13,8 @@ import (
 
 // IngestResult says what storing and fanning out one event did.
 type IngestResult struct {
-	// Duplicate is true when the event id was already stored: nothing new
-	// was written.
+	// Duplicate is true when the event id was already stored and fanned
+	// out: nothing new was written.
 	Duplicate bool
 	// Queued and Superseded count the deliveries created per channel, by
 	// the state they started in.
@@ -23,50 +23,86 @@ type IngestResult struct {
 	// Replaced counts older queued deliveries of the same incident that this
 	// event superseded.
 	Replaced int64
+	// Chunks is the number of fan-out transactions.
+	Chunks int
 }
 
-// Ingest stores a validated event and fans it out into the delivery ledger,
-// all in one transaction: when it returns nil, the event and every delivery
-// it implies are committed; when it fails, nothing is. Fan-outs of one
-// incident are serialised with an advisory lock so superseding is exact.
+// DefaultChunkSize is how many subscriber ids one fan-out transaction
+// covers. Chunks commit one by one so workers start sending while the rest
+// of a large event is still being fanned out.
+const DefaultChunkSize = 10_000
+
+// fanOutLock is the advisory lock every fan-out chunk holds shared and
+// DeleteSubscriber holds exclusively.
+const fanOutLock = 0x63726965 // "crie"
+
+// Ingest stores a validated event and fans it out into the delivery ledger.
+// The event row is committed first; its deliveries are then created in
+// chunks of subscriber ids, each chunk one transaction; finally the event is
+// marked fanned out. When Ingest returns nil every delivery the event implies
+// is committed. When it fails part-way, calling it again with the same event
+// (a redelivery) resumes: chunks already committed create nothing new,
+// because a delivery is unique per (subscriber, event, channel). Fan-out
+// chunks of one incident are serialised with an advisory lock so
+// superseding is exact.
 func (s *Store) Ingest(ctx context.Context, ev event.Event, raw []byte, streamSeq uint64) (IngestResult, error) {
+	return s.IngestChunked(ctx, ev, raw, streamSeq, DefaultChunkSize)
+}
+
+// IngestChunked is Ingest with a chosen chunk size.
+func (s *Store) IngestChunked(ctx context.Context, ev event.Event, raw []byte, streamSeq uint64, chunk int64) (IngestResult, error) {
 	res := IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}}
+	var streamSeqArg *int64
+	if streamSeq > 0 {
+		v := int64(streamSeq)
+		streamSeqArg = &v
+	}
+	var done bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		res = IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, ev.IncidentID); err != nil {
-			return fmt.Errorf("lock incident: %w", err)
-		}
-		var seq *int64
-		var streamSeqArg *int64
-		if streamSeq > 0 {
-			v := int64(streamSeq)
-			streamSeqArg = &v
-		}
+		var seq int64
 		err := tx.QueryRow(ctx, `
 			INSERT INTO events (id, incident_id, kind, status, impact, title, body, components,
-			                    occurred_at, scheduled_for, scheduled_until, notify, raw, stream_seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			                    occurred_at, scheduled_for, scheduled_until, notify, raw, stream_seq, fanned_out_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, CASE WHEN NOT $12 THEN now() END)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING seq`,
 			ev.ID, ev.IncidentID, ev.Kind, ev.Status, ev.Impact, ev.Title, ev.Body, ev.Components,
 			ev.OccurredAt, ev.ScheduledFor, ev.ScheduledUntil, ev.Notify, raw, streamSeqArg).Scan(&seq)
 		if errors.Is(err, pgx.ErrNoRows) {
-			res.Duplicate = true
-			return nil
+			// Stored before: finished, or a fan-out that stopped part-way.
+			return tx.QueryRow(ctx, `SELECT fanned_out_at IS NOT NULL FROM events WHERE id = $1`, ev.ID).Scan(&done)
 		}
 		if err != nil {
 			return fmt.Errorf("insert event: %w", err)
 		}
-		if !ev.Notify {
-			return nil
-		}
-		if err := fanOut(ctx, tx, ev, &res); err != nil {
-			return err
-		}
+		done = !ev.Notify
 		return nil
 	})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
+	}
+	if done {
+		res.Duplicate = true
+		return res, nil
+	}
+	var lo, hi int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(min(id), 0), coalesce(max(id), -1) FROM subscribers`).Scan(&lo, &hi); err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: subscriber range: %w", ev.ID, err)
+	}
+	if chunk <= 0 {
+		chunk = DefaultChunkSize
+	}
+	for from := lo; from <= hi; from += chunk {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			return fanOut(ctx, tx, ev, from, from+chunk, &res)
+		})
+		if err != nil {
+			return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
+		}
+		res.Chunks++
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE events SET fanned_out_at = now() WHERE id = $1`, ev.ID); err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: mark fanned out: %w", ev.ID, err)
 	}
 	return res, nil
 }
@@ -96,34 +132,41 @@ WITH keys AS (
 		('email', s.email, s.email_confirmed_at, s.email_opted_out_at),
 		('sms',   s.phone, s.sms_confirmed_at,   s.sms_opted_out_at)
 	) AS ch (channel, address, confirmed_at, opted_out_at)
-	WHERE s.id IN (SELECT subscriber_id FROM subscriptions WHERE component_key IN (SELECT key FROM keys))
+	WHERE s.id >= $6 AND s.id < $7
+	  AND s.id IN (SELECT subscriber_id FROM subscriptions
+	               WHERE component_key IN (SELECT key FROM keys) AND subscriber_id >= $6 AND subscriber_id < $7)
 	  AND ch.address IS NOT NULL AND ch.confirmed_at IS NOT NULL AND ch.opted_out_at IS NULL
-	ON CONFLICT (event_id, subscriber_id, channel) DO NOTHING
+	ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING
 	RETURNING channel, state
 )
 SELECT channel, state, count(*) FROM ins GROUP BY channel, state`
 
 // supersedeSQL marks older still-queued deliveries of the incident as
-// superseded for every (subscriber, channel) that the new event queued.
+// superseded for every (subscriber, channel) that the new event queued in
+// the chunk of subscriber ids [$3, $4).
 // Equal occurred_at counts as older: the later arrival wins ties.
 const supersedeSQL = `
 UPDATE deliveries d SET state = 'superseded', updated_at = now(), last_error = 'superseded by ' || $1
 FROM deliveries n
-WHERE n.event_id = $1 AND n.state = 'queued'
+WHERE n.event_id = $1 AND n.state = 'queued' AND n.subscriber_id >= $3 AND n.subscriber_id < $4
   AND d.incident_id = $2 AND d.state = 'queued' AND d.event_id <> $1
   AND d.subscriber_id = n.subscriber_id AND d.channel = n.channel
   AND d.occurred_at <= n.occurred_at`
 
-func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, res *IngestResult) error {
+func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, res *IngestResult) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock(hashtextextended($2, 7))`, fanOutLock, ev.IncidentID)
+	if err != nil {
+		return fmt.Errorf("lock incident: %w", err)
+	}
 	var newer bool
-	err := tx.QueryRow(ctx, `
+	err = tx.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM events
 		               WHERE incident_id = $1 AND id <> $2 AND notify AND occurred_at > $3)`,
 		ev.IncidentID, ev.ID, ev.OccurredAt).Scan(&newer)
 	if err != nil {
 		return fmt.Errorf("check newer updates: %w", err)
 	}
-	rows, err := tx.Query(ctx, fanOutSQL, ev.ID, ev.IncidentID, ev.OccurredAt, ev.Components, newer)
+	rows, err := tx.Query(ctx, fanOutSQL, ev.ID, ev.IncidentID, ev.OccurredAt, ev.Components, newer, from, to)
 	if err != nil {
 		return fmt.Errorf("fan out: %w", err)
 	}
@@ -131,9 +174,9 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, res *IngestResult) e
 	var n int64
 	_, err = pgx.ForEachRow(rows, []any{&channel, &state, &n}, func() error {
 		if state == "queued" {
-			res.Queued[channel] = n
+			res.Queued[channel] += n
 		} else {
-			res.Superseded[channel] = n
+			res.Superseded[channel] += n
 		}
 		return nil
 	})
@@ -142,17 +185,18 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, res *IngestResult) e
 	}
 	var olderQueued bool
 	err = tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND event_id <> $2)`,
-		ev.IncidentID, ev.ID).Scan(&olderQueued)
+		SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND occurred_at < $3)
+		    OR EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND occurred_at = $3 AND event_id <> $2)`,
+		ev.IncidentID, ev.ID, ev.OccurredAt).Scan(&olderQueued)
 	if err != nil {
 		return fmt.Errorf("check queued updates: %w", err)
 	}
 	if olderQueued {
-		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID)
+		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID, from, to)
 		if err != nil {
 			return fmt.Errorf("supersede older deliveries: %w", err)
 		}
-		res.Replaced = tag.RowsAffected()
+		res.Replaced += tag.RowsAffected()
 	}
 	for channel := range res.Queued {
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, channel); err != nil {

@@ -130,14 +130,31 @@ func (s *Store) ListSubscribers(ctx context.Context, afterID int64, limit int) (
 // DeleteSubscriber removes a subscriber, their subscriptions and their
 // deliveries (personal data is erased, not kept for audit).
 func (s *Store) DeleteSubscriber(ctx context.Context, id int64) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM subscribers WHERE id = $1`, id)
-	if err != nil {
-		return fmt.Errorf("delete subscriber %d: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Wait for fan-outs in progress (they hold this lock shared) so none
+		// can commit deliveries for the subscriber after they are deleted.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, fanOutLock); err != nil {
+			return fmt.Errorf("delete subscriber %d: %w", id, err)
+		}
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE`, id).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("delete subscriber %d: %w", id, err)
+		}
+		_, err = tx.Exec(ctx, `
+			WITH d AS (DELETE FROM deliveries WHERE subscriber_id = $1 RETURNING id)
+			DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM d)`, id)
+		if err != nil {
+			return fmt.Errorf("delete subscriber %d: deliveries: %w", id, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM subscribers WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete subscriber %d: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // OptOut records that a subscriber no longer wants the channel and

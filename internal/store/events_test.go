@@ -1,0 +1,69 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/pgtest"
+)
+
+func TestChunkedFanOutMatchesOneChunkAndResumes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	one, chunked := pgtest.NewStore(t), pgtest.NewStore(t)
+	loadSubscribers(t, one, 23)
+	loadSubscribers(t, chunked, 23)
+	updates := incidenttest.Updates()
+	for _, ev := range updates[3:6] {
+		if _, err := one.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 1000); err != nil {
+			t.Fatal(err)
+		}
+		res, err := chunked.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Chunks != 5 || res.Queued["email"] != 23 || res.Queued["sms"] != 23 {
+			t.Errorf("chunked result %+v, want 5 chunks and 23 per channel", res)
+		}
+	}
+	q := `SELECT string_agg(event_id || '/' || subscriber_id || '/' || channel || '/' || state, ',' ORDER BY event_id, subscriber_id, channel) FROM deliveries`
+	var a, b string
+	if err := one.Pool().QueryRow(ctx, q).Scan(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := chunked.Pool().QueryRow(ctx, q).Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	if a != b || a == "" {
+		t.Errorf("chunked ledger differs from one-chunk ledger:\n%s\n%s", a, b)
+	}
+
+	// A fan-out that stopped after its first chunk (the event stored but
+	// not marked fanned out) resumes without creating anything twice.
+	ev := updates[6]
+	if _, err := chunked.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunked.Pool().Exec(ctx, `
+		UPDATE events SET fanned_out_at = NULL WHERE id = $1;`, ev.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chunked.Pool().Exec(ctx, `DELETE FROM deliveries WHERE event_id = $1 AND subscriber_id > 10`, ev.ID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := chunked.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5)
+	if err != nil || res.Duplicate {
+		t.Fatalf("resume: %+v %v", res, err)
+	}
+	if res.Queued["email"] != 13 {
+		t.Errorf("resume created %d email deliveries, want the 13 missing", res.Queued["email"])
+	}
+	var n int
+	if err := chunked.Pool().QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE event_id = $1`, ev.ID).Scan(&n); err != nil || n != 46 {
+		t.Errorf("deliveries after resume = %d (%v), want 46", n, err)
+	}
+	if res, err := chunked.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5); err != nil || !res.Duplicate {
+		t.Errorf("after completion: %+v %v, want duplicate", res, err)
+	}
+}

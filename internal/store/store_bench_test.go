@@ -1,0 +1,105 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// loadSubscribers inserts n subscribers with both channels confirmed,
+// following atlas-sync.
+func loadSubscribers(tb testing.TB, st *store.Store, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+		tb.Fatal(err)
+	}
+	_, err := st.Pool().Exec(ctx, `
+		WITH s AS (
+			INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at)
+			SELECT 'm' || i || '@care.example', '+4474' || lpad(i::text, 8, '0'), now(), now()
+			FROM generate_series(1, $1) i RETURNING id)
+		INSERT INTO subscriptions (component_key, subscriber_id) SELECT 'atlas-sync', id FROM s`, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, `ANALYZE`); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func benchEvent(i int) event.Event {
+	ev := incidenttest.Updates()[0]
+	ev.ID = fmt.Sprintf("bench-%d", i)
+	ev.IncidentID = ev.ID
+	return ev
+}
+
+// BenchmarkFanOut measures storing one event and fanning it out to
+// 100,000 subscribers on both channels (200,000 deliveries).
+func BenchmarkFanOut(b *testing.B) {
+	st := pgtest.NewStore(b)
+	loadSubscribers(b, st, 100_000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev := benchEvent(i)
+		res, err := st.Ingest(ctx, ev, incidenttest.Raw(ev), 0)
+		if err != nil || res.Queued["email"] != 100_000 {
+			b.Fatalf("%+v %v", res, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*200_000/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkClaimAndRecord measures one worker cycle of 200 deliveries:
+// claim them, then record them as sent.
+func BenchmarkClaimAndRecord(b *testing.B) {
+	st := pgtest.NewStore(b)
+	loadSubscribers(b, st, 50_000)
+	ctx := context.Background()
+	ev := benchEvent(0)
+	if _, err := st.Ingest(ctx, ev, incidenttest.Raw(ev), 0); err != nil {
+		b.Fatal(err)
+	}
+	const batch = 200
+	outs := make([]store.Outcome, 0, batch)
+	var claimT, recordT time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i > 0 && i%(100_000/batch) == 0 {
+			b.StopTimer()
+			if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'queued', provider_id = NULL`); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		t0 := time.Now()
+		claimed, err := st.Claim(ctx, "email", batch, "bench", time.Minute)
+		if err != nil || len(claimed) != batch {
+			b.Fatalf("claimed %d: %v", len(claimed), err)
+		}
+		t1 := time.Now()
+		outs = outs[:0]
+		for _, c := range claimed {
+			outs = append(outs, store.Outcome{ID: c.ID, Attempt: c.Attempt, Outcome: store.OutcomeSent, ProviderID: fmt.Sprint(c.ID), StartedAt: t0})
+		}
+		if n, err := st.Record(ctx, "bench", outs); err != nil || n != batch {
+			b.Fatalf("recorded %d: %v", n, err)
+		}
+		claimT += t1.Sub(t0)
+		recordT += time.Since(t1)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "deliveries/s")
+	b.ReportMetric(float64(claimT.Microseconds())/float64(b.N), "claim-µs/op")
+	b.ReportMetric(float64(recordT.Microseconds())/float64(b.N), "record-µs/op")
+}
