@@ -212,16 +212,16 @@ func TestIncidentOf10NovemberFansOutToExactlyTheRightPeople(t *testing.T) {
 	// Which updates reach each (subscriber, channel), by the tree rule:
 	// 1 pod-a; 2 pod-a+pod-b; 3 emar+capa; 4-7 atlas-sync; 8 emar+capa+atlas-sync.
 	reach := map[string]string{
-		"group-email/email":              "1245678",
-		"pod-a-sms/sms":                  "1245678",
-		"pod-b-both/email":               "245678",
-		"pod-b-both/sms":                 "245678",
-		"emar-both/email":                "38",
-		"emar-both/sms":                  "38",
-		"capa-email/email":               "38",
-		"group-both-sms-opted-out/email": "1245678",
-		"many-both/email":                "12345678",
-		"many-both/sms":                  "12345678",
+		"group-email/email":                "1245678",
+		"pod-a-sms/sms":                    "1245678",
+		"pod-b-both/email":                 "245678",
+		"pod-b-both/sms":                   "245678",
+		"emar-both/email":                  "38",
+		"emar-both/sms":                    "38",
+		"capa-email/email":                 "38",
+		"group-both-sms-opted-out/email":   "1245678",
+		"many-both/email":                  "12345678",
+		"many-both/sms":                    "12345678",
 		"capa-email-unconfirmed-sms/email": "38",
 	}
 	var want []string
