@@ -59,6 +59,8 @@ type Config struct {
 	// RecordConcurrency is how many outcome batches may be written at once
 	// (default 4).
 	RecordConcurrency int
+	// Claimers is how many claim statements may run at once (default 2).
+	Claimers int
 	// FlushInterval bounds how long an outcome waits to be written with
 	// others (default 20ms).
 	FlushInterval time.Duration
@@ -87,6 +89,9 @@ func (c Config) WithDefaults() Config {
 	if c.RecordConcurrency <= 0 {
 		c.RecordConcurrency = 4
 	}
+	if c.Claimers <= 0 {
+		c.Claimers = 2
+	}
 	def(&c.Lease, 2*time.Minute)
 	def(&c.SendTimeout, 30*time.Second)
 	def(&c.MaxAge, time.Hour)
@@ -99,6 +104,7 @@ func (c Config) WithDefaults() Config {
 		limit := int(c.RatePerSecond * c.Lease.Seconds() / 2)
 		c.BatchSize = max(1, min(c.BatchSize, limit))
 		c.Concurrency = max(1, min(c.Concurrency, limit))
+		c.Claimers = 1
 	}
 	return c
 }
@@ -174,7 +180,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.recordLoop(outcomes)
 	}()
 
-	w.claimLoop(ctx, jobs, outcomes)
+	var claimers sync.WaitGroup
+	for i := range w.cfg.Claimers {
+		claimers.Go(func() { w.claimLoop(ctx, jobs, outcomes, i == 0) })
+	}
+	claimers.Wait()
 	close(jobs)
 	senders.Wait()
 	close(outcomes)
@@ -182,12 +192,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
+// claimLoop claims batches and hands them to the senders. Several run at
+// once (Claimers) so a slow claim statement does not starve the senders;
+// the one with reaper set also puts expired leases back.
+func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome, reaper bool) {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	lastReap := time.Time{}
 	for ctx.Err() == nil {
-		if time.Since(lastReap) >= w.cfg.ReapInterval {
+		if reaper && time.Since(lastReap) >= w.cfg.ReapInterval {
 			lastReap = time.Now()
 			if n, err := w.store.Reap(ctx); err != nil {
 				w.log.WarnContext(ctx, "reap leases", "channel", w.cfg.Channel, "error", err)
