@@ -42,6 +42,7 @@ func commands() []command {
 		{"components", "list, add or remove catalog components", cmdComponents},
 		{"subscribers", "list, add or remove subscribers", cmdSubscribers},
 		{"deliveries", "report deliveries of an event or incident, or retry failed ones", cmdDeliveries},
+		{"healthcheck", "exit 0 when crier serve on this host is ready (for container health checks)", cmdHealthcheck},
 	}
 }
 

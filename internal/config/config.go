@@ -39,6 +39,9 @@ type Config struct {
 	SMSMaxSegments  int           // CRIER_SMS_MAX_SEGMENTS, default 2
 	MaxAttempts     int           // CRIER_MAX_ATTEMPTS, default 8
 	MaxAge          time.Duration // CRIER_MAX_AGE, default 1h
+	Lease           time.Duration // CRIER_LEASE, how long a claimed delivery stays with one process, default 2m
+	RetryBackoff    time.Duration // CRIER_RETRY_BACKOFF, first delay between attempts, default 5s
+	RetryMaxBackoff time.Duration // CRIER_RETRY_MAX_BACKOFF, longest delay between attempts, default 10m
 	ShutdownGrace   time.Duration // CRIER_SHUTDOWN_GRACE, default 20s
 	TimeZone        string        // CRIER_TIMEZONE, default Europe/London
 	PhoneRegion     string        // CRIER_PHONE_REGION, default GB
@@ -83,6 +86,9 @@ func Load(getenv func(string) string) (Config, error) {
 		SMSMaxSegments:  r.int("CRIER_SMS_MAX_SEGMENTS", 2, 1, 10),
 		MaxAttempts:     r.int("CRIER_MAX_ATTEMPTS", 8, 1, 100),
 		MaxAge:          r.duration("CRIER_MAX_AGE", time.Hour),
+		Lease:           r.duration("CRIER_LEASE", 2*time.Minute),
+		RetryBackoff:    r.duration("CRIER_RETRY_BACKOFF", 5*time.Second),
+		RetryMaxBackoff: r.duration("CRIER_RETRY_MAX_BACKOFF", 10*time.Minute),
 		ShutdownGrace:   r.duration("CRIER_SHUTDOWN_GRACE", 20*time.Second),
 		TimeZone:        r.str("CRIER_TIMEZONE", "Europe/London"),
 		PhoneRegion:     strings.ToUpper(r.str("CRIER_PHONE_REGION", "GB")),
@@ -126,6 +132,9 @@ func (c Config) check() error {
 		case c.TwilioFrom != "" && c.TwilioMessagingServiceSID != "":
 			return &Error{"CRIER_TWILIO_FROM", "and CRIER_TWILIO_MESSAGING_SERVICE_SID are exclusive: set one"}
 		}
+	}
+	if c.RetryMaxBackoff < c.RetryBackoff {
+		return &Error{"CRIER_RETRY_MAX_BACKOFF", "must not be shorter than CRIER_RETRY_BACKOFF"}
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		return &Error{"CRIER_TIMEZONE", fmt.Sprintf("unknown time zone %q", c.TimeZone)}

@@ -25,6 +25,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/fanout"
+	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/sms"
@@ -152,6 +153,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 			Concurrency: cfg.DeliveryWorkers,
 			MaxAttempts: cfg.MaxAttempts,
 			MaxAge:      cfg.MaxAge,
+			Lease:       cfg.Lease,
+			BaseBackoff: cfg.RetryBackoff,
+			MaxBackoff:  cfg.RetryMaxBackoff,
 		}
 		switch channel {
 		case deliver.ChannelEmail:
@@ -303,6 +307,20 @@ func (d *Deps) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /readyz", d.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
+	api, err := httpapi.New(httpapi.Config{
+		APITokens:   d.Config.APITokens,
+		PublicURL:   d.Config.PublicURL,
+		PhoneRegion: d.Config.PhoneRegion,
+	}, httpapi.Deps{
+		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
+		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log,
+	})
+	if err != nil {
+		// Only a defective build gets here: the page templates are
+		// embedded, and the configuration was checked at start-up.
+		panic(err)
+	}
+	api.Register(mux)
 }
 
 // ready answers 200 when PostgreSQL and NATS answer and the migrations are

@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/token"
+)
+
+// sessionCookie is the admin dashboard's session cookie. Its value is a
+// token.Signer token for PurposeAdminSession and the API token signed in
+// with: an HMAC of the API token (never the token itself) whose version is
+// the session's expiry.
+const sessionCookie = "crier_admin"
+
+// dashboardEvents is how many recent events the dashboard shows.
+const dashboardEvents = 50
+
+func sessionPurpose(apiToken string) string { return token.PurposeAdminSession + ":" + apiToken }
+
+func (a *API) sessionValue(apiToken string, expires time.Time) string {
+	return a.d.Signer.Make(sessionPurpose(apiToken), 0, uint32(expires.Unix()))
+}
+
+// adminAuthorized reports whether the request carries a valid session
+// cookie or a valid bearer token.
+func (a *API) adminAuthorized(r *http.Request) bool {
+	if a.validAPIToken(bearer(r)) {
+		return true
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return false
+	}
+	now := a.cfg.Now().Unix()
+	ok := false
+	for _, t := range a.cfg.APITokens {
+		if _, exp, err := a.d.Signer.Verify(sessionPurpose(t), c.Value); err == nil && int64(exp) > now {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// secure reports whether cookies must be Secure: the request came over
+// HTTPS, or crier's public URL is HTTPS (TLS ends at a proxy).
+func (a *API) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(a.cfg.PublicURL, "https://")
+}
+
+type loginView struct {
+	Error string
+}
+
+func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
+	if !a.signInClient.allow(clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()) {
+		a.d.Log.WarnContext(r.Context(), "admin sign-in rate-limited")
+		w.Header().Set("Retry-After", "60")
+		a.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Error: "Too many attempts: wait a minute and try again."})
+		return
+	}
+	if err := parseForm(w, r); err != nil {
+		a.render(w, r, http.StatusBadRequest, "login", "Sign in", loginView{Error: "The form could not be read: try again."})
+		return
+	}
+	tok := strings.TrimSpace(r.PostFormValue("token"))
+	if !a.validAPIToken(tok) {
+		a.d.Log.WarnContext(r.Context(), "admin sign-in refused")
+		a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{Error: "That is not a valid API token."})
+		return
+	}
+	expires := a.cfg.Now().Add(a.cfg.SessionTTL)
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: a.sessionValue(tok, expires), Path: "/admin",
+		MaxAge: int(a.cfg.SessionTTL / time.Second), HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode,
+	})
+	a.d.Log.InfoContext(r.Context(), "admin signed in")
+	http.Redirect(w, r, "/admin", http.StatusSeeOther)
+}
+
+func (a *API) signOut(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: "", Path: "/admin", MaxAge: -1,
+		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode,
+	})
+	http.Redirect(w, r, "/admin", http.StatusSeeOther)
+}
+
+// Dashboard view.
+type (
+	dashboardView struct {
+		Events []eventRow
+		Legend []string
+	}
+	eventRow struct {
+		ID, Title, Status, Impact string
+		OccurredAt, OccurredISO   string
+		Notify                    bool
+		Bars                      []deliveryBar
+	}
+	// deliveryBar is one channel's deliveries of an event as a stacked bar:
+	// one segment per state, as wide as its share.
+	deliveryBar struct {
+		Channel  string
+		Total    int64
+		Label    string
+		Segments []segment
+	}
+	segment struct {
+		State string
+		Count int64
+		Pct   string
+	}
+)
+
+// barStates is the order of the segments, from done to not done.
+var barStates = []string{
+	store.StateDelivered, store.StateSent, store.StateSending, store.StateQueued,
+	store.StateUndelivered, store.StateFailed, store.StateSuperseded, store.StateSuppressed,
+}
+
+func deliveryBars(counts []store.StateCount) []deliveryBar {
+	var bars []deliveryBar
+	for _, ch := range []string{deliver.ChannelEmail, deliver.ChannelSMS} {
+		byState := map[string]int64{}
+		var total int64
+		for _, c := range counts {
+			if c.Channel == ch {
+				byState[c.State] += c.Count
+				total += c.Count
+			}
+		}
+		if total == 0 {
+			continue
+		}
+		b := deliveryBar{Channel: ch, Total: total}
+		var parts []string
+		for _, st := range barStates {
+			n := byState[st]
+			if n == 0 {
+				continue
+			}
+			b.Segments = append(b.Segments, segment{State: st, Count: n, Pct: fmt.Sprintf("%.2f", float64(n)*100/float64(total))})
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+		b.Label = fmt.Sprintf("%s: %d in all: %s", ch, total, strings.Join(parts, ", "))
+		bars = append(bars, b)
+	}
+	return bars
+}
+
+// dashboard lists recent events with their delivery bars, or asks to sign
+// in.
+func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
+	if !a.adminAuthorized(r) {
+		a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{})
+		return
+	}
+	events, err := a.d.Store.RecentEvents(r.Context(), 0, dashboardEvents)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	counts, err := a.d.Store.CountDeliveriesByEvent(r.Context(), ids)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	v := dashboardView{Legend: barStates}
+	for _, e := range events {
+		v.Events = append(v.Events, eventRow{
+			ID: e.ID, Title: e.Title, Status: e.Status, Impact: e.Impact, Notify: e.Notify,
+			OccurredAt:  e.OccurredAt.UTC().Format("2 Jan 2006 15:04 UTC"),
+			OccurredISO: e.OccurredAt.UTC().Format(time.RFC3339),
+			Bars:        deliveryBars(counts[e.ID]),
+		})
+	}
+	a.render(w, r, http.StatusOK, "dashboard", "Recent events", v)
+}

@@ -1,0 +1,251 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/redact"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/stream"
+)
+
+// publishAnswer is the body of a successful POST /v1/events.
+type publishAnswer struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// postEvent validates an event as the fan-out consumer does, publishes it
+// to JetStream with Nats-Msg-Id and answers once the stream acknowledged it.
+func (a *API) postEvent(w http.ResponseWriter, r *http.Request) error {
+	if err := requireMediaType(r, "application/json"); err != nil {
+		return err
+	}
+	raw, err := readBody(w, r, event.MaxPayloadBytes)
+	if err != nil {
+		return err
+	}
+	if a.d.Metrics != nil {
+		a.d.Metrics.EventsReceived.WithLabelValues("http").Inc()
+	}
+	if err := wellFormedObject(raw); err != nil {
+		a.rejectEvent(r.Context(), raw, "", err.Error())
+		return err
+	}
+	ev, err := event.Decode(raw, a.cfg.Now())
+	if err == nil {
+		var known map[string]bool
+		if known, err = a.d.Store.KnownComponents(r.Context(), ev.Components); err != nil {
+			return err
+		}
+		err = event.CheckComponents(ev, func(k string) bool { return known[k] })
+	}
+	var verr *event.ValidationError
+	if errors.As(err, &verr) {
+		a.rejectEvent(r.Context(), raw, verr.Field, verr.Error())
+		return fail(http.StatusUnprocessableEntity, verr.Field, "%s", verr.Error())
+	}
+	if err != nil {
+		return err
+	}
+	// An event stored long ago (beyond the stream's duplicate window) is
+	// still a duplicate.
+	if _, err := a.d.Store.GetEvent(r.Context(), ev.ID); err == nil {
+		writeJSON(w, http.StatusOK, publishAnswer{ID: ev.ID, Duplicate: true})
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if a.d.JetStream == nil {
+		return fail(http.StatusServiceUnavailable, "", "JetStream is not connected; the event was not stored")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.PublishTimeout)
+	defer cancel()
+	res, err := stream.Publish(ctx, a.d.JetStream, ev, raw)
+	if err != nil {
+		a.d.Log.WarnContext(r.Context(), "event not acknowledged by JetStream", "event_id", ev.ID, "error", err)
+		return fail(http.StatusServiceUnavailable, "", "JetStream did not acknowledge the event, so it may not be stored; send it again (the id makes a repeat safe)")
+	}
+	a.d.Log.InfoContext(r.Context(), "event published", "event_id", ev.ID, "incident_id", ev.IncidentID, "stream_seq", res.Sequence, "duplicate", res.Duplicate)
+	if res.Duplicate {
+		writeJSON(w, http.StatusOK, publishAnswer{ID: ev.ID, Duplicate: true})
+		return nil
+	}
+	w.Header().Set("Location", "/v1/events/"+url.PathEscape(ev.ID))
+	writeJSON(w, http.StatusAccepted, publishAnswer{ID: ev.ID})
+	return nil
+}
+
+// rejectEvent records an event refused over HTTP with the rejected events,
+// as the consumer does for the stream; failing to record does not change
+// the answer.
+func (a *API) rejectEvent(ctx context.Context, raw []byte, field, reason string) {
+	if a.d.Metrics != nil {
+		a.d.Metrics.EventsRejected.WithLabelValues(event.MetricField(field)).Inc()
+	}
+	if raw == nil {
+		raw = []byte{} // the column is NOT NULL
+	}
+	id := ""
+	if ev, err := event.Decode(raw, a.cfg.Now()); err == nil {
+		id = ev.ID
+	}
+	err := a.d.Store.Reject(context.WithoutCancel(ctx), store.Rejected{EventID: id, Raw: raw, Reason: reason, Field: field, Source: "http"})
+	if err != nil {
+		a.d.Log.WarnContext(ctx, "record rejected event", "error", err)
+	}
+}
+
+// eventView is an event with its delivery counts per channel and state.
+type eventView struct {
+	store.StoredEvent
+	Deliveries map[string]map[string]int64 `json:"deliveries"`
+}
+
+func newEventView(e store.StoredEvent, counts []store.StateCount) eventView {
+	v := eventView{StoredEvent: e, Deliveries: map[string]map[string]int64{}}
+	for _, c := range counts {
+		if v.Deliveries[c.Channel] == nil {
+			v.Deliveries[c.Channel] = map[string]int64{}
+		}
+		v.Deliveries[c.Channel][c.State] = c.Count
+	}
+	return v
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) error {
+	limit, err := queryInt(r, "limit", 50, 500)
+	if err != nil {
+		return err
+	}
+	var events []store.StoredEvent
+	if inc := r.URL.Query().Get("incident_id"); inc != "" {
+		events, err = a.d.Store.IncidentEvents(r.Context(), inc)
+	} else {
+		events, err = a.d.Store.RecentEvents(r.Context(), 0, int(max(1, limit)))
+	}
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	counts, err := a.d.Store.CountDeliveriesByEvent(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	out := make([]eventView, len(events))
+	for i, e := range events {
+		out[i] = newEventView(e, counts[e.ID])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": out})
+	return nil
+}
+
+func (a *API) getEvent(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.d.Store.GetEvent(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	counts, err := a.d.Store.CountDeliveries(r.Context(), store.Scope{EventID: e.ID})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newEventView(e, counts))
+	return nil
+}
+
+var deliveryStates = []string{
+	store.StateQueued, store.StateSending, store.StateSent, store.StateDelivered,
+	store.StateUndelivered, store.StateFailed, store.StateSuperseded, store.StateSuppressed,
+}
+
+// deliveryView is a delivery as the API shows it: the address masked, and
+// the address masked in the error text too.
+type deliveryView struct {
+	ID           int64      `json:"id"`
+	SubscriberID int64      `json:"subscriber_id"`
+	Channel      string     `json:"channel"`
+	Address      string     `json:"address"`
+	State        string     `json:"state"`
+	Attempts     int        `json:"attempts"`
+	ErrorCode    string     `json:"error_code,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	ProviderID   string     `json:"provider_id,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	SentAt       *time.Time `json:"sent_at,omitempty"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+}
+
+// maskAddress hides most of an email address or phone number.
+func maskAddress(channel, addr string) string {
+	if channel == deliver.ChannelSMS {
+		return phone.Mask(addr)
+	}
+	return redact.Email(addr)
+}
+
+func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	channel, state := q.Get("channel"), q.Get("state")
+	if channel != "" && channel != deliver.ChannelEmail && channel != deliver.ChannelSMS {
+		return fail(http.StatusBadRequest, "channel", "channel must be email or sms")
+	}
+	if state != "" && !slices.Contains(deliveryStates, state) {
+		return fail(http.StatusBadRequest, "state", "state must be one of %s", strings.Join(deliveryStates, ", "))
+	}
+	after, err := queryInt(r, "after", 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(r, "limit", 100, 1000)
+	if err != nil {
+		return err
+	}
+	limit = max(1, limit)
+	id := r.PathValue("id")
+	if _, err := a.d.Store.GetEvent(r.Context(), id); err != nil {
+		return err
+	}
+	rows, err := a.d.Store.ListDeliveries(r.Context(), store.DeliveryFilter{
+		Scope: store.Scope{EventID: id}, Channel: channel, State: state, AfterID: after, Limit: int(limit) + 1,
+	})
+	if err != nil {
+		return err
+	}
+	var next *string
+	if len(rows) > int(limit) {
+		rows = rows[:limit]
+		c := strconv.FormatInt(rows[len(rows)-1].ID, 10)
+		next = &c
+	}
+	out := make([]deliveryView, len(rows))
+	for i, d := range rows {
+		masked := maskAddress(d.Channel, d.Address)
+		lastErr := d.LastError
+		if d.Address != "" {
+			lastErr = strings.ReplaceAll(lastErr, d.Address, masked)
+		}
+		out[i] = deliveryView{
+			ID: d.ID, SubscriberID: d.SubscriberID, Channel: d.Channel, Address: masked,
+			State: d.State, Attempts: d.Attempts, ErrorCode: d.ErrorCode,
+			LastError:  redact.String(lastErr),
+			ProviderID: d.ProviderID, CreatedAt: d.CreatedAt, SentAt: d.SentAt, UpdatedAt: d.UpdatedAt,
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Deliveries []deliveryView `json:"deliveries"`
+		Next       *string        `json:"next"`
+	}{out, next})
+	return nil
+}

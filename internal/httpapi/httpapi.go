@@ -1,0 +1,321 @@
+// Package httpapi is crier's HTTP interface: the JSON API for publishers and
+// administrators, the self-service pages for subscribers and a small admin
+// dashboard. Handlers parse and validate requests and call internal/store
+// and internal/stream; they hold no business rules of their own beyond the
+// double opt-in steps in optin.go.
+//
+// JSON API, every route behind "Authorization: Bearer <token>" with a token
+// from CRIER_API_TOKENS (401 without one; no tokens configured means every
+// request is refused):
+//
+//	POST   /v1/events                      validate, publish to JetStream, 202 {"id","duplicate":false} / 200 duplicate
+//	GET    /v1/events?incident_id=&limit=  an incident's updates (or the latest events), each with delivery counts
+//	GET    /v1/events/{id}                 one event with its delivery counts per channel and state
+//	GET    /v1/events/{id}/deliveries      ?channel=&state=&after=&limit=: deliveries, addresses masked, paginated
+//	GET    /v1/components                  the catalog
+//	PUT    /v1/components/{key...}         create (201) or update (200) {"name","description"}
+//	DELETE /v1/components/{key...}         204; 409 while it has children or subscriptions, unless ?force=true
+//	GET    /v1/subscribers                 ?after=&limit=: subscribers by id, paginated
+//	POST   /v1/subscribers                 201 with the subscriber; 409 when an address exists
+//	GET    /v1/subscribers/{id}
+//	PATCH  /v1/subscribers/{id}            change any of the fields of POST
+//	DELETE /v1/subscribers/{id}            204; the subscriber and their deliveries are erased
+//	POST   /v1/subscribers/import          text/csv: created, updated and refused rows (with line and reason)
+//
+// Errors are {"error": "...", "field": "..."} with these statuses: 400 when
+// the body is not well-formed (not UTF-8, not JSON, not one JSON object,
+// empty) or a query parameter is malformed; 422 when well-formed input
+// breaks the rules (missing, unknown or mistyped fields, bad values,
+// unknown components, a bad email address or phone number); 401 without a
+// valid token; 404 for what does not exist; 409 for conflicts; 413 for a
+// body over the limit (event.MaxPayloadBytes for events); 415 for a wrong
+// Content-Type; 503 when PostgreSQL or JetStream cannot be reached (an event
+// is never answered 202 unless JetStream acknowledged storing it).
+//
+// Pages (server-rendered, usable without JavaScript; every form is
+// protected from cross-site forgery by http.CrossOriginProtection):
+//
+//	GET  /subscribe                     choose email and/or mobile and the components
+//	POST /subscribe                     double opt-in: email gets a signed link, mobile a 6-digit code
+//	POST /subscribe/verify              enter the texted code
+//	GET  /confirm/{id}/{token}          confirm button for an email confirmation link
+//	POST /confirm/{id}/{token}          confirms the email address
+//	GET  /manage/{token}                change components and channels, unsubscribe (links from compose.ManageURL)
+//	POST /manage/{token}
+//	GET  /unsubscribe/{token}           confirm button (links from compose.UnsubscribeURL)
+//	POST /unsubscribe/{token}           unsubscribes at once, also RFC 8058 one-click
+//	GET  /admin                         sign-in form, or the dashboard of recent events with delivery bars
+//	POST /admin/login                   sign in with an API token: a session cookie holding an HMAC of it
+//	POST /admin/logout
+//
+// Rate limits on subscribing, entering codes and signing in are token
+// buckets kept in this process's memory, per client address and per email
+// address or phone number: with several crier processes behind a load
+// balancer, each process enforces its own limits.
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/metrics"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/token"
+)
+
+// Limit is a token bucket: Burst requests at once, then one per Every.
+type Limit struct {
+	Every time.Duration
+	Burst int
+}
+
+// Config configures the API and the pages. Zero fields take the defaults
+// documented on each field (see WithDefaults).
+type Config struct {
+	// APITokens are the bearer tokens accepted by /v1 and /admin. With none,
+	// every authenticated route refuses every request.
+	APITokens []string
+	// PublicURL is crier's external base URL; confirmation links start with
+	// it. Required.
+	PublicURL string
+	// PhoneRegion interprets phone numbers given without a country code
+	// (default GB).
+	PhoneRegion string
+	// SiteName is shown in page titles and confirmation messages (default
+	// "crier").
+	SiteName string
+
+	// PublishTimeout bounds the wait for JetStream's acknowledgement of an
+	// event (default 5s); without one the answer is 503.
+	PublishTimeout time.Duration
+
+	// CodeTTL is how long a texted code is valid (default 10m) and
+	// CodeAttempts how many tries it allows (default 5).
+	CodeTTL      time.Duration
+	CodeAttempts int
+	// ConfirmTTL is how long an email confirmation link is valid (default
+	// 48h).
+	ConfirmTTL time.Duration
+	// SessionTTL is how long an admin sign-in lasts (default 12h).
+	SessionTTL time.Duration
+	// SendTimeout bounds sending one confirmation message (default 20s).
+	SendTimeout time.Duration
+
+	// SubscribePerClient limits subscribe requests per client address
+	// (default 10 at once, then one a minute). SubscribePerAddress limits
+	// them per phone number and per email address (default 3, then one
+	// every 10 minutes), so the page cannot be used to pump texts.
+	SubscribePerClient  Limit
+	SubscribePerAddress Limit
+	// VerifyPerClient limits code entries per client address (default 20,
+	// then one every 10s); SignInPerClient limits admin sign-in attempts
+	// (default 10, then one every 30s).
+	VerifyPerClient Limit
+	SignInPerClient Limit
+	// LimiterKeys bounds the keys each rate limiter remembers (default
+	// 10000); the least recently seen is forgotten first.
+	LimiterKeys int
+	// ClientIPHeader, when set, names a header set by a trusted reverse
+	// proxy holding the client address (the last entry of a list is used,
+	// as X-Forwarded-For appends). Empty means the connection's address.
+	ClientIPHeader string
+
+	// Now returns the time (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.PhoneRegion == "" {
+		c.PhoneRegion = "GB"
+	}
+	if c.SiteName == "" {
+		c.SiteName = "crier"
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.CodeTTL <= 0 {
+		c.CodeTTL = 10 * time.Minute
+	}
+	if c.CodeAttempts <= 0 {
+		c.CodeAttempts = 5
+	}
+	if c.ConfirmTTL <= 0 {
+		c.ConfirmTTL = 48 * time.Hour
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 12 * time.Hour
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 20 * time.Second
+	}
+	def := func(l *Limit, every time.Duration, burst int) {
+		if l.Every <= 0 {
+			l.Every = every
+		}
+		if l.Burst <= 0 {
+			l.Burst = burst
+		}
+	}
+	def(&c.SubscribePerClient, time.Minute, 10)
+	def(&c.SubscribePerAddress, 10*time.Minute, 3)
+	def(&c.VerifyPerClient, 10*time.Second, 20)
+	def(&c.SignInPerClient, 30*time.Second, 10)
+	if c.LimiterKeys <= 0 {
+		c.LimiterKeys = 10000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c
+}
+
+func (c Config) validate() error {
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("httpapi: PublicURL %q is not an absolute http(s) URL", c.PublicURL)
+	}
+	return nil
+}
+
+// Links makes the personal links put in messages; compose.Composer is one.
+type Links interface {
+	ManageURL(subscriberID int64) string
+}
+
+// Deps are the parts the handlers use.
+type Deps struct {
+	Store     *store.Store
+	JetStream jetstream.JetStream
+	Signer    *token.Signer
+	// Links makes manage links (compose.Composer).
+	Links Links
+	// Senders send confirmation messages directly, by channel
+	// (deliver.ChannelEmail, deliver.ChannelSMS); a channel without a
+	// sender is not offered on the subscribe page.
+	Senders map[string]deliver.Sender
+	// Metrics is optional.
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
+
+// API serves the JSON API, the pages and the dashboard.
+type API struct {
+	cfg   Config
+	d     Deps
+	pages map[string]*template.Template
+	optIn *optIn
+	cop   *http.CrossOriginProtection
+
+	subscribeClient  *keyedLimiter
+	subscribeAddress *keyedLimiter
+	verifyClient     *keyedLimiter
+	signInClient     *keyedLimiter
+
+	apiTokenHashes [][32]byte
+}
+
+// New checks the configuration, parses the page templates and returns the
+// API.
+func New(cfg Config, d Deps) (*API, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil || d.Signer == nil || d.Links == nil {
+		return nil, errors.New("httpapi: Store, Signer and Links are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	a := &API{
+		cfg:              cfg,
+		d:                d,
+		pages:            pages,
+		cop:              http.NewCrossOriginProtection(),
+		subscribeClient:  newKeyedLimiter(cfg.SubscribePerClient, cfg.LimiterKeys),
+		subscribeAddress: newKeyedLimiter(cfg.SubscribePerAddress, cfg.LimiterKeys),
+		verifyClient:     newKeyedLimiter(cfg.VerifyPerClient, cfg.LimiterKeys),
+		signInClient:     newKeyedLimiter(cfg.SignInPerClient, cfg.LimiterKeys),
+		apiTokenHashes:   hashTokens(cfg.APITokens),
+	}
+	a.optIn = &optIn{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}
+	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.renderMessage(w, r, http.StatusForbidden, message{
+			Heading: "This form was sent from another site",
+			Text:    []string{"For your safety, forms on this site only work when they are filled in here. Go back to the page, reload it and try again."},
+		})
+	}))
+	return a, nil
+}
+
+// Register adds every route to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	api := func(pattern string, h apiHandler) { mux.Handle(pattern, a.apiRoute(h)) }
+	api("POST /v1/events", a.postEvent)
+	api("GET /v1/events", a.listEvents)
+	api("GET /v1/events/{id}", a.getEvent)
+	api("GET /v1/events/{id}/deliveries", a.listDeliveries)
+	api("GET /v1/components", a.listComponents)
+	api("PUT /v1/components/{key...}", a.putComponent)
+	api("DELETE /v1/components/{key...}", a.deleteComponent)
+	api("GET /v1/subscribers", a.listSubscribers)
+	api("POST /v1/subscribers", a.createSubscriber)
+	api("GET /v1/subscribers/{id}", a.getSubscriber)
+	api("PATCH /v1/subscribers/{id}", a.patchSubscriber)
+	api("DELETE /v1/subscribers/{id}", a.deleteSubscriber)
+	api("POST /v1/subscribers/import", a.importSubscribers)
+
+	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.pageRoute(h)) }
+	page("GET /subscribe", a.subscribeForm)
+	page("POST /subscribe", a.subscribe)
+	page("POST /subscribe/verify", a.verifyCode)
+	page("GET /confirm/{id}/{token}", a.confirmEmail)
+	page("POST /confirm/{id}/{token}", a.confirmEmail)
+	page("GET /manage/{token}", a.manage)
+	page("POST /manage/{token}", a.manage)
+	page("GET /unsubscribe/{token}", a.unsubscribe)
+	page("POST /unsubscribe/{token}", a.unsubscribe)
+	page("GET /admin", a.dashboard)
+	page("POST /admin/login", a.signIn)
+	page("POST /admin/logout", a.signOut)
+}
+
+// Handler returns a handler serving every route, for tests and for
+// embedding.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.Register(mux)
+	return mux
+}
+
+// pageRoute adds the headers every page carries and the protection against
+// cross-site form posts.
+func (a *API) pageRoute(h http.HandlerFunc) http.Handler {
+	protected := a.cop.Handler(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		// Links carry secrets in their path: never pass them on.
+		hdr.Set("Referrer-Policy", "no-referrer")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("X-Frame-Options", "DENY")
+		hdr.Set("Cache-Control", "no-store")
+		protected.ServeHTTP(w, r)
+	})
+}
