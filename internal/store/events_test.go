@@ -67,3 +67,29 @@ func TestChunkedFanOutMatchesOneChunkAndResumes(t *testing.T) {
 		t.Errorf("after completion: %+v %v, want duplicate", res, err)
 	}
 }
+
+func TestConcurrentMigrationsAgree(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	// The template is already migrated: reset to empty, then migrate from
+	// four goroutines at once.
+	if _, err := st.Pool().Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := st.Migrate(ctx, nil)
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent migrate: %v", err)
+		}
+	}
+	if pending, err := st.MigrationsPending(ctx); err != nil || pending {
+		t.Errorf("pending after migrate: %t %v", pending, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/crier-dev/crier/migrations"
 )
@@ -104,7 +105,14 @@ func (s *Store) MigrationsPending(ctx context.Context) (bool, error) {
 
 func (s *Store) provider() (*goose.Provider, interface{ Close() error }, error) {
 	db := stdlib.OpenDBFromPool(s.pool)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	// Several crier processes may start together: a session advisory lock
+	// makes them apply migrations one at a time.
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("load migrations: %w", err)
