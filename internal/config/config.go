@@ -19,8 +19,10 @@ import (
 type Config struct {
 	DatabaseURL string // CRIER_DATABASE_URL
 	NATSURL     string // CRIER_NATS_URL, default nats://127.0.0.1:4222
-	HTTPAddr    string // CRIER_HTTP_ADDR, default 127.0.0.1:8080
-	PublicURL   string // CRIER_PUBLIC_URL, default http://<HTTPAddr>
+	// NATSReplicas is CRIER_NATS_REPLICAS, the stream's replicas, default 1.
+	NATSReplicas int
+	HTTPAddr     string // CRIER_HTTP_ADDR, default 127.0.0.1:8080
+	PublicURL    string // CRIER_PUBLIC_URL, default http://<HTTPAddr>
 
 	SMTPURL  string // CRIER_SMTP_URL
 	MailFrom string // CRIER_MAIL_FROM, required with CRIER_SMTP_URL
@@ -33,6 +35,10 @@ type Config struct {
 	TwilioAPIURL              string // CRIER_TWILIO_API_URL
 
 	APITokens []string // CRIER_API_TOKENS, comma-separated
+	// ClientIPHeader is CRIER_CLIENT_IP_HEADER: a header set by a trusted
+	// reverse proxy (e.g. X-Forwarded-For) holding the client address that
+	// the subscribe page's rate limits key on. Empty: the peer address.
+	ClientIPHeader string
 
 	EmailRate       float64       // CRIER_EMAIL_RATE, emails per second per process; 0 = unlimited
 	SMSRate         float64       // CRIER_SMS_RATE, texts per second per process; default 10
@@ -69,6 +75,8 @@ func Load(getenv func(string) string) (Config, error) {
 		NATSURL:     r.url("CRIER_NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"),
 		HTTPAddr:    r.str("CRIER_HTTP_ADDR", "127.0.0.1:8080"),
 
+		NATSReplicas: r.int("CRIER_NATS_REPLICAS", 1, 1, 5),
+
 		SMTPURL:  r.url("CRIER_SMTP_URL", "", "smtp", "smtps"),
 		MailFrom: r.str("CRIER_MAIL_FROM", ""),
 		SMTPPool: r.int("CRIER_SMTP_POOL", 8, 1, 1024),
@@ -79,7 +87,8 @@ func Load(getenv func(string) string) (Config, error) {
 		TwilioMessagingServiceSID: r.str("CRIER_TWILIO_MESSAGING_SERVICE_SID", ""),
 		TwilioAPIURL:              r.url("CRIER_TWILIO_API_URL", "", "http", "https"),
 
-		APITokens: r.list("CRIER_API_TOKENS"),
+		APITokens:      r.list("CRIER_API_TOKENS"),
+		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
 
 		EmailRate:       r.float("CRIER_EMAIL_RATE", 0),
 		SMSRate:         r.float("CRIER_SMS_RATE", 10),

@@ -14,6 +14,7 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,6 +65,8 @@ type Deps struct {
 	Signer    *token.Signer
 	Log       *slog.Logger
 	Senders   map[string]deliver.Sender
+
+	migrated atomic.Bool // readiness saw every migration applied
 }
 
 // Run starts crier and blocks until ctx is cancelled, then shuts down in
@@ -98,6 +101,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	d.JetStream = js
 	streamCfg := opts.Stream
+	streamCfg.Replicas = max(streamCfg.Replicas, cfg.NATSReplicas)
 	streamCfg.MaxAckPending = max(streamCfg.MaxAckPending, cfg.FanoutWorkers*4)
 	cons, err := stream.Ensure(ctx, js, streamCfg)
 	if err != nil {
@@ -125,7 +129,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		}
 	}
 	mux := http.NewServeMux()
-	d.routes(mux)
+	if err := d.routes(mux); err != nil {
+		return err
+	}
 	if cfg.SMSEnabled() {
 		twiliohook.New(twiliohook.Config{AuthToken: cfg.TwilioAuthToken, PublicURL: cfg.PublicURL}, st, log).Register(mux)
 	}
@@ -300,7 +306,7 @@ func (d *Deps) closeSenders() {
 	}
 }
 
-func (d *Deps) routes(mux *http.ServeMux) {
+func (d *Deps) routes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -308,19 +314,19 @@ func (d *Deps) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", d.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
 	api, err := httpapi.New(httpapi.Config{
-		APITokens:   d.Config.APITokens,
-		PublicURL:   d.Config.PublicURL,
-		PhoneRegion: d.Config.PhoneRegion,
+		APITokens:      d.Config.APITokens,
+		PublicURL:      d.Config.PublicURL,
+		PhoneRegion:    d.Config.PhoneRegion,
+		ClientIPHeader: d.Config.ClientIPHeader,
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
 		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log,
 	})
 	if err != nil {
-		// Only a defective build gets here: the page templates are
-		// embedded, and the configuration was checked at start-up.
-		panic(err)
+		return fmt.Errorf("http api: %w", err)
 	}
 	api.Register(mux)
+	return nil
 }
 
 // ready answers 200 when PostgreSQL and NATS answer and the migrations are
@@ -331,8 +337,13 @@ func (d *Deps) ready(w http.ResponseWriter, r *http.Request) {
 	var problems []string
 	if err := d.Store.Ping(ctx); err != nil {
 		problems = append(problems, "postgresql: unreachable")
-	} else if pending, err := d.Store.MigrationsPending(ctx); err != nil || pending {
-		problems = append(problems, "postgresql: migrations not applied")
+	} else if !d.migrated.Load() {
+		// Migrations never un-apply: once seen applied, stop asking.
+		if pending, err := d.Store.MigrationsPending(ctx); err != nil || pending {
+			problems = append(problems, "postgresql: migrations not applied")
+		} else {
+			d.migrated.Store(true)
+		}
 	}
 	if d.NATS.Status() != nats.CONNECTED {
 		problems = append(problems, "nats: "+strings.ToLower(d.NATS.Status().String()))

@@ -38,6 +38,9 @@ type Config struct {
 	// MaxAckPending bounds messages in flight across all processes
 	// (default 1000; at least the number of fan-out workers).
 	MaxAckPending int
+	// Replicas is the number of copies of the stream and consumer in a NATS
+	// cluster (default 1; 3 for a three-node cluster).
+	Replicas int
 }
 
 // WithDefaults fills in zero fields.
@@ -59,6 +62,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 1000
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
 	}
 	return c
 }
@@ -92,6 +98,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.
 		MaxAge:      cfg.MaxAge,
 		MaxMsgSize:  event.MaxPayloadBytes,
 		Discard:     jetstream.DiscardOld,
+		Replicas:    cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
@@ -105,6 +112,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.
 		MaxAckPending: cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: DefaultSubjects,
+		Replicas:      cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", cfg.Consumer, err)
