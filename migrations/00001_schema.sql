@@ -110,16 +110,19 @@ CREATE TABLE deliveries (
     queued_at        timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     sent_at          timestamptz,
-    -- subscriber first: the constraint's index also serves look-ups by
-    -- subscriber (opt-out, erasure).
-    CONSTRAINT deliveries_once UNIQUE (subscriber_id, event_id, channel)
+    -- One delivery per (subscriber, channel, event). An event belongs to one
+    -- incident, so including incident_id does not weaken the rule, and the
+    -- index then also serves every look-up by (subscriber, channel,
+    -- incident): superseding, opt-out, erasure.
+    CONSTRAINT deliveries_once UNIQUE (subscriber_id, channel, incident_id, event_id)
 );
 CREATE INDEX deliveries_event ON deliveries (event_id, id);
+-- Every index here is maintained on each state change (claim, record) of
+-- every delivery, so there are as few as the queries need.
 CREATE INDEX deliveries_ready ON deliveries (channel, next_attempt_at, id) WHERE state = 'queued';
 CREATE INDEX deliveries_leased ON deliveries (lease_expires_at) WHERE state = 'sending';
-CREATE INDEX deliveries_incident ON deliveries (incident_id, subscriber_id, channel);
-CREATE INDEX deliveries_queued_incident ON deliveries (incident_id, occurred_at) WHERE state = 'queued';
-CREATE UNIQUE INDEX deliveries_provider_id ON deliveries (channel, provider_id) WHERE provider_id IS NOT NULL;
+-- Twilio status callbacks find a text by its message SID.
+CREATE UNIQUE INDEX deliveries_provider_id ON deliveries (provider_id) WHERE channel = 'sms' AND provider_id IS NOT NULL;
 
 -- One row per send attempt: who was told what, and when.
 CREATE TABLE delivery_attempts (

@@ -129,8 +129,8 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 					-- update of its incident reached the same person meanwhile.
 					WHEN EXISTS (
 						SELECT 1 FROM deliveries n
-						WHERE n.incident_id = d.incident_id AND n.subscriber_id = d.subscriber_id
-						  AND n.channel = d.channel AND n.id <> d.id
+						WHERE n.subscriber_id = d.subscriber_id AND n.channel = d.channel
+						  AND n.incident_id = d.incident_id AND n.id <> d.id
 						  AND (n.occurred_at > d.occurred_at OR (n.occurred_at = d.occurred_at AND n.id > d.id)))
 					THEN 'superseded'
 					ELSE 'queued' END,
@@ -191,7 +191,7 @@ func (sc Scope) where() (string, []any) {
 	if sc.EventID != "" {
 		return "event_id = $1", []any{sc.EventID}
 	}
-	return "incident_id = $1", []any{sc.IncidentID}
+	return "event_id IN (SELECT id FROM events WHERE incident_id = $1)", []any{sc.IncidentID}
 }
 
 // StateCount is how many deliveries of a channel are in a state.
@@ -292,21 +292,21 @@ func (s *Store) RetryFailed(ctx context.Context, sc Scope) (int64, error) {
 	return n, nil
 }
 
-// ProviderStatus applies a provider's delivery report to the delivery it
-// identifies by provider id. Only a delivery still in sending or sent moves
-// (to delivered, undelivered or failed): reports that arrive twice or out of
-// order never move a delivery back. It reports whether a delivery matched
-// the provider id at all.
-func (s *Store) ProviderStatus(ctx context.Context, channel, providerID, state, code, message string) (matched bool, err error) {
+// ProviderStatus applies an SMS provider's delivery report to the text it
+// identifies by provider message id. Only a text still in sending or sent
+// moves (to delivered, undelivered or failed): reports that arrive twice or
+// out of order never move a delivery back. It reports whether a delivery
+// matched the provider id at all.
+func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, message string) (matched bool, err error) {
 	err = s.pool.QueryRow(ctx, `
 		WITH upd AS (
-			UPDATE deliveries SET state = $3, error_code = coalesce(nullif($4, ''), error_code),
-			       last_error = coalesce(nullif($5, ''), last_error), updated_at = now()
-			WHERE channel = $1 AND provider_id = $2 AND state IN ('sending', 'sent')
+			UPDATE deliveries SET state = $2, error_code = coalesce(nullif($3, ''), error_code),
+			       last_error = coalesce(nullif($4, ''), last_error), updated_at = now()
+			WHERE channel = 'sms' AND provider_id = $1 AND state IN ('sending', 'sent')
 			RETURNING id
 		)
-		SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND provider_id = $2)`,
-		channel, providerID, state, code, message).Scan(&matched)
+		SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = 'sms' AND provider_id = $1)`,
+		providerID, state, code, message).Scan(&matched)
 	if err != nil {
 		return false, fmt.Errorf("apply provider status: %w", err)
 	}

@@ -124,7 +124,7 @@ WITH keys AS (
 	SELECT $1, $2, $3, s.id, ch.channel, ch.address,
 	       CASE WHEN $5 AND EXISTS (
 	           SELECT 1 FROM deliveries d
-	           WHERE d.incident_id = $2 AND d.subscriber_id = s.id AND d.channel = ch.channel
+	           WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
 	             AND d.occurred_at > $3)
 	       THEN 'superseded' ELSE 'queued' END
 	FROM subscribers s
@@ -183,15 +183,17 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, res 
 	if err != nil {
 		return fmt.Errorf("fan out: %w", err)
 	}
-	var olderQueued bool
+	// Only an incident with an earlier (or simultaneous) update can have
+	// deliveries to supersede; the first update of an incident skips it.
+	var older bool
 	err = tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND occurred_at < $3)
-		    OR EXISTS (SELECT 1 FROM deliveries WHERE incident_id = $1 AND state = 'queued' AND occurred_at = $3 AND event_id <> $2)`,
-		ev.IncidentID, ev.ID, ev.OccurredAt).Scan(&olderQueued)
+		SELECT EXISTS (SELECT 1 FROM events
+		               WHERE incident_id = $1 AND id <> $2 AND notify AND occurred_at <= $3)`,
+		ev.IncidentID, ev.ID, ev.OccurredAt).Scan(&older)
 	if err != nil {
-		return fmt.Errorf("check queued updates: %w", err)
+		return fmt.Errorf("check older updates: %w", err)
 	}
-	if olderQueued {
+	if older {
 		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID, from, to)
 		if err != nil {
 			return fmt.Errorf("supersede older deliveries: %w", err)

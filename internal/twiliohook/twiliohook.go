@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/sms"
 	"github.com/crier-dev/crier/internal/store"
@@ -105,7 +104,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	}
 	deadline := time.Now().Add(h.cfg.LookupWait)
 	for {
-		matched, err := h.store.ProviderStatus(ctx, deliver.ChannelSMS, sid, state, code, msg)
+		matched, err := h.store.ProviderStatus(ctx, sid, state, code, msg)
 		if err != nil {
 			h.log.ErrorContext(ctx, "twilio status", "error", err)
 			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
