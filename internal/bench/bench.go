@@ -72,8 +72,8 @@ type EventResult struct {
 
 // ChannelResult is one channel's share of an event.
 type ChannelResult struct {
-	Accepted int
-	Last     time.Duration
+	Accepted    int
+	First, Last time.Duration
 }
 
 // Report is the outcome of a run.
@@ -117,12 +117,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	rep.LoadTime = time.Since(loadStart)
 
-	smtpSink, err := startSMTPSink(cfg.SMTPLatency)
+	smtpSink, err := startSMTPSink(cfg.SMTPLatency, cfg.Subscribers)
 	if err != nil {
 		return rep, err
 	}
 	defer smtpSink.close()
-	twSink, err := startTwilioSink(cfg.TwilioLatency)
+	twSink, err := startTwilioSink(cfg.TwilioLatency, cfg.Subscribers)
 	if err != nil {
 		return rep, err
 	}
@@ -245,7 +245,7 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 		}
 	}
 	// Let stragglers (doubles) arrive before counting.
-	time.Sleep(200 * time.Millisecond)
+	<-time.After(200 * time.Millisecond)
 	res := EventResult{Expected: want, PerChannel: map[string]ChannelResult{}}
 	var all []time.Duration
 	for ch, t := range map[string]*tally{"email": mail, "sms": sms} {
@@ -257,7 +257,7 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 		slices.Sort(lat)
 		cr := ChannelResult{Accepted: acc}
 		if len(lat) > 0 {
-			cr.Last = lat[len(lat)-1]
+			cr.First, cr.Last = lat[0], lat[len(lat)-1]
 		}
 		res.PerChannel[ch] = cr
 		res.Accepted += acc

@@ -27,7 +27,8 @@ func (r Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "event %d: %d/%d accepted, missing %d, doubled %d; fan-out %s; first %s, last %s, p50 %s, p99 %s; %.0f deliveries/s\n",
 				i+1, e.Accepted, e.Expected, e.Missing, e.Doubled, round(e.FanOut), round(e.First), round(e.Last), round(e.P50), round(e.P99), rate(e.Accepted, e.Last))
 			for ch, cr := range e.PerChannel {
-				fmt.Fprintf(w, "  %s: %d accepted, last %s, %.0f/s\n", ch, cr.Accepted, round(cr.Last), rate(cr.Accepted, cr.Last))
+				fmt.Fprintf(w, "  %s: %d accepted, first %s, last %s, %.0f/s from publish, %.0f/s sustained (first to last)\n",
+					ch, cr.Accepted, round(cr.First), round(cr.Last), rate(cr.Accepted, cr.Last), rate(cr.Accepted-1, cr.Last-cr.First))
 			}
 		}
 		firsts = append(firsts, e.First)
