@@ -14,11 +14,7 @@ import (
 	"github.com/crier-dev/crier/internal/store"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.DropTemplate()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // cli runs crier in-process with the given environment.
 type cli struct {

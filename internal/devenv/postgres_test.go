@@ -17,11 +17,7 @@ import (
 	"github.com/crier-dev/crier/internal/store"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.DropTemplate()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // refusingAddr returns a loopback address where nothing listens.
 func refusingAddr(t *testing.T) string {

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits of the wire format.
@@ -141,6 +143,10 @@ func jsonError(err error) *ValidationError {
 func (w *wire) validate(now time.Time) (Event, error) {
 	var ev Event
 	var err error
+	// Ids are compared byte for byte after Unicode NFC normalisation, so
+	// that one id typed on two systems (one composing "é", the other
+	// decomposing it) names one event. Case is significant.
+	w.ID, w.IncidentID = nfc(w.ID), nfc(w.IncidentID)
 	if ev.ID, err = requiredText("id", w.ID, MaxIDLen, true); err != nil {
 		return Event{}, err
 	}
@@ -202,6 +208,15 @@ func (w *wire) validate(now time.Time) (Event, error) {
 	}
 	ev.Notify = w.Notify == nil || *w.Notify
 	return ev, nil
+}
+
+// nfc returns a pointer to the NFC normalisation of *v (nil for nil).
+func nfc(v *string) *string {
+	if v == nil || norm.NFC.IsNormalString(*v) {
+		return v
+	}
+	s := norm.NFC.String(*v)
+	return &s
 }
 
 // requiredText checks a string field: present (when required), not blank,

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
@@ -170,23 +169,6 @@ var deliveryStates = []string{
 	store.StateUndelivered, store.StateFailed, store.StateSuperseded, store.StateSuppressed,
 }
 
-// deliveryView is a delivery as the API shows it: the address masked, and
-// the address masked in the error text too.
-type deliveryView struct {
-	ID           int64      `json:"id"`
-	SubscriberID int64      `json:"subscriber_id"`
-	Channel      string     `json:"channel"`
-	Address      string     `json:"address"`
-	State        string     `json:"state"`
-	Attempts     int        `json:"attempts"`
-	ErrorCode    string     `json:"error_code,omitempty"`
-	LastError    string     `json:"last_error,omitempty"`
-	ProviderID   string     `json:"provider_id,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
-	SentAt       *time.Time `json:"sent_at,omitempty"`
-	UpdatedAt    time.Time  `json:"updated_at"`
-}
-
 // maskAddress hides most of an email address or phone number.
 func maskAddress(channel, addr string) string {
 	if channel == deliver.ChannelSMS {
@@ -229,23 +211,18 @@ func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 		c := strconv.FormatInt(rows[len(rows)-1].ID, 10)
 		next = &c
 	}
-	out := make([]deliveryView, len(rows))
+	// Shown with the address masked, in its field and in the error text.
 	for i, d := range rows {
 		masked := maskAddress(d.Channel, d.Address)
-		lastErr := d.LastError
 		if d.Address != "" {
-			lastErr = strings.ReplaceAll(lastErr, d.Address, masked)
+			d.LastError = strings.ReplaceAll(d.LastError, d.Address, masked)
 		}
-		out[i] = deliveryView{
-			ID: d.ID, SubscriberID: d.SubscriberID, Channel: d.Channel, Address: masked,
-			State: d.State, Attempts: d.Attempts, ErrorCode: d.ErrorCode,
-			LastError:  redact.String(lastErr),
-			ProviderID: d.ProviderID, CreatedAt: d.CreatedAt, SentAt: d.SentAt, UpdatedAt: d.UpdatedAt,
-		}
+		d.Address, d.LastError = masked, redact.String(d.LastError)
+		rows[i] = d
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Deliveries []deliveryView `json:"deliveries"`
-		Next       *string        `json:"next"`
-	}{out, next})
+		Deliveries []store.Delivery `json:"deliveries"`
+		Next       *string          `json:"next"`
+	}{rows, next})
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -30,11 +29,7 @@ import (
 	"github.com/crier-dev/crier/internal/token"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.DropTemplate()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // apiToken is the bearer token every test server accepts.
 const apiToken = "test-token-7f3a9c0e51d24b68"

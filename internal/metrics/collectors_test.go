@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -21,11 +20,7 @@ import (
 	"github.com/crier-dev/crier/internal/stream"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.DropTemplate()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // gather collects c through a registry (which also checks its Describe
 // against what it collects) and returns each sample by name and labels.

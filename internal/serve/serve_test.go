@@ -26,11 +26,7 @@ import (
 	"github.com/crier-dev/crier/internal/stream"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.DropTemplate()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // crier is one in-process `crier serve` for a test.
 type crier struct {

@@ -84,8 +84,10 @@ func insertSubscriber(ctx context.Context, tx pgx.Tx, n NewSubscriber) (int64, e
 	return id, nil
 }
 
+// optOutTx opts a subscriber out of a channel and suppresses their queued
+// deliveries on it; it reports ErrNotFound for an unknown subscriber.
 func optOutTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
-	_, err := tx.Exec(ctx, `
+	tag, err := tx.Exec(ctx, `
 		UPDATE subscribers SET
 			email_opted_out_at = CASE WHEN $2 = 'email' THEN coalesce(email_opted_out_at, now()) ELSE email_opted_out_at END,
 			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN coalesce(sms_opted_out_at, now())   ELSE sms_opted_out_at END,
@@ -93,6 +95,9 @@ func optOutTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
 		WHERE id = $1`, id, channel)
 	if err != nil {
 		return fmt.Errorf("opt out: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
 	}
 	return suppressQueued(ctx, tx, id, channel)
 }

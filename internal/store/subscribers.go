@@ -160,21 +160,7 @@ func (s *Store) DeleteSubscriber(ctx context.Context, id int64) error {
 // OptOut records that a subscriber no longer wants the channel and
 // suppresses their queued deliveries on it.
 func (s *Store) OptOut(ctx context.Context, id int64, channel string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE subscribers SET
-				email_opted_out_at = CASE WHEN $2 = 'email' THEN coalesce(email_opted_out_at, now()) ELSE email_opted_out_at END,
-				sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN coalesce(sms_opted_out_at, now())   ELSE sms_opted_out_at END,
-				updated_at = now()
-			WHERE id = $1`, id, channel)
-		if err != nil {
-			return fmt.Errorf("opt out: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
-		}
-		return suppressQueued(ctx, tx, id, channel)
-	})
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return optOutTx(ctx, tx, id, channel) })
 }
 
 func suppressQueued(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
