@@ -64,9 +64,10 @@ type Config struct {
 	// FlushInterval bounds how long an outcome waits to be written with
 	// others (default 20ms).
 	FlushInterval time.Duration
-	// RatePerSecond, when positive, limits claims so that no claimed
-	// delivery waits longer than half its lease behind the sender's rate
-	// limit (the sender enforces the rate itself).
+	// RatePerSecond, when positive, limits claims and concurrency so that
+	// no claimed delivery waits longer than half its lease, and no sender
+	// longer than half of SendTimeout, behind the sender's rate limit (the
+	// sender enforces the rate itself).
 	RatePerSecond float64
 }
 
@@ -101,9 +102,15 @@ func (c Config) WithDefaults() Config {
 	def(&c.ReapInterval, 5*time.Second)
 	def(&c.FlushInterval, 20*time.Millisecond)
 	if c.RatePerSecond > 0 {
-		limit := int(c.RatePerSecond * c.Lease.Seconds() / 2)
+		// Everything claimed and not yet sent waits behind the rate
+		// limit: the claimer's batch, a batch queued for the senders and
+		// one delivery per sender. Together they must go out within half
+		// the lease (or the lease expires and the delivery is sent
+		// twice), and each sender's wait for the limiter, which counts
+		// against SendTimeout, must stay within half of it.
+		limit := int(c.RatePerSecond * c.Lease.Seconds() / 2 / 3)
 		c.BatchSize = max(1, min(c.BatchSize, limit))
-		c.Concurrency = max(1, min(c.Concurrency, limit))
+		c.Concurrency = max(1, min(c.Concurrency, limit, int(c.RatePerSecond*c.SendTimeout.Seconds()/2)))
 		c.Claimers = 1
 	}
 	return c

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/store"
@@ -60,6 +61,11 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	raw = bytes.TrimPrefix(raw, []byte("\uFEFF")) // a spreadsheet's byte order mark
+	if !utf8.Valid(raw) {
+		// Otherwise a name in another encoding passes validation and is
+		// refused by PostgreSQL.
+		return fail(http.StatusBadRequest, "", "the file is not UTF-8: save it as CSV UTF-8 and send it again")
+	}
 	cr := csv.NewReader(bytes.NewReader(raw))
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true

@@ -21,8 +21,9 @@ import (
 // CSV parser is not a function of its own, so the handler is the unit) and
 // checks that it never panics or fails with 5xx, that its answer is
 // self-consistent (every refused row has a line and a reason, the counts
-// add up and never exceed the rows sent), that the database gained exactly
-// the subscribers it says it created, and that whatever it stored is
+// add up and never exceed the rows sent, no row that passed validation is
+// then refused by the database), that the database gained exactly the
+// subscribers it says it created, and that whatever it stored is
 // well-formed: an email address with an @, a phone number in E.164, at
 // least one subscription.
 func FuzzImportCSV(f *testing.F) {
@@ -114,6 +115,11 @@ func FuzzImportCSV(f *testing.F) {
 		for _, r := range ans.Refusals {
 			if r.Line < 1 || r.Line > lines || strings.TrimSpace(r.Reason) == "" {
 				t.Fatalf("refusal %+v of %q", r, body)
+			}
+			// A row that passed validation and was then refused by the
+			// database means validation let something through.
+			if strings.Contains(r.Reason, "could not be stored") {
+				t.Fatalf("row %d of %q passed validation but could not be stored", r.Line, body)
 			}
 		}
 		if after := count(t); after != before+ans.Created {

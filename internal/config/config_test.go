@@ -1,0 +1,47 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(vars map[string]string) (Config, error) {
+	return Load(func(k string) string { return vars[k] })
+}
+
+// TestLeaseAndRetrySettings: CRIER_LEASE, CRIER_RETRY_BACKOFF and
+// CRIER_RETRY_MAX_BACKOFF have their documented defaults, are read as
+// durations, and a bad value or combination is one error naming the
+// variable.
+func TestLeaseAndRetrySettings(t *testing.T) {
+	t.Parallel()
+	c, err := load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Lease != 2*time.Minute || c.RetryBackoff != 5*time.Second || c.RetryMaxBackoff != 10*time.Minute {
+		t.Errorf("defaults: lease %s, backoff %s, max backoff %s", c.Lease, c.RetryBackoff, c.RetryMaxBackoff)
+	}
+	c, err = load(map[string]string{"CRIER_LEASE": "5s", "CRIER_RETRY_BACKOFF": "1s", "CRIER_RETRY_MAX_BACKOFF": "10s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Lease != 5*time.Second || c.RetryBackoff != time.Second || c.RetryMaxBackoff != 10*time.Second {
+		t.Errorf("set: lease %s, backoff %s, max backoff %s", c.Lease, c.RetryBackoff, c.RetryMaxBackoff)
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"CRIER_LEASE": "forever"}, "CRIER_LEASE: must be a positive duration"},
+		{map[string]string{"CRIER_LEASE": "-1m"}, "CRIER_LEASE: must be a positive duration"},
+		{map[string]string{"CRIER_RETRY_BACKOFF": "0s"}, "CRIER_RETRY_BACKOFF: must be a positive duration"},
+		{map[string]string{"CRIER_RETRY_BACKOFF": "1m", "CRIER_RETRY_MAX_BACKOFF": "30s"}, "CRIER_RETRY_MAX_BACKOFF: must not be shorter"},
+	} {
+		_, err := load(tc.vars)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %v, want one line starting %q", tc.vars, err, tc.want)
+		}
+	}
+}
