@@ -15,11 +15,17 @@ import (
 // wake with the channel named in each notification, until ctx is cancelled.
 // A lost connection is re-established; workers poll meanwhile.
 func Listen(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, wake func(channel string)) {
-	delay := 100 * time.Millisecond
+	const firstDelay = 100 * time.Millisecond
+	delay := firstDelay
 	for ctx.Err() == nil {
-		err := listenOnce(ctx, pool, wake)
+		listened, err := listenOnce(ctx, pool, wake)
 		if ctx.Err() != nil {
 			return
+		}
+		if listened {
+			// The connection worked before it broke: start backing off
+			// afresh.
+			delay = firstDelay
 		}
 		log.WarnContext(ctx, "listen for queued deliveries", "error", err, "retry_in", delay)
 		t := time.NewTimer(delay)
@@ -33,21 +39,23 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, wake func
 	}
 }
 
-func listenOnce(ctx context.Context, pool *pgxpool.Pool, wake func(string)) error {
+// listenOnce listens on one connection until it fails. listened reports
+// whether LISTEN had succeeded on it.
+func listenOnce(ctx context.Context, pool *pgxpool.Pool, wake func(string)) (listened bool, err error) {
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
+		return false, fmt.Errorf("acquire connection: %w", err)
 	}
 	// The connection carries LISTEN state: take it out of the pool for good.
 	conn := pc.Hijack()
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+store.NotifyChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return false, fmt.Errorf("listen: %w", err)
 	}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return fmt.Errorf("wait for notification: %w", err)
+			return true, fmt.Errorf("wait for notification: %w", err)
 		}
 		wake(n.Payload)
 	}

@@ -138,7 +138,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if opts.Routes != nil {
 		opts.Routes(mux, d)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A client trickling its body must not hold a connection for ever;
+		// the slowest handler (publishing an event) waits 5 s for JetStream.
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 60 * time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 
 	// work is cancelled to stop intake; sends and fan-outs in flight finish
 	// on their own (bounded) contexts.
