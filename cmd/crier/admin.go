@@ -36,11 +36,18 @@ func openStore(ctx context.Context, e *env) (*store.Store, error) {
 	return st, nil
 }
 
-func subcommand(args []string, names ...string) (string, []string, error) {
-	if len(args) == 0 || (args[0] != "--help" && args[0] != "-h" && !contains(names, args[0])) {
-		return "", nil, fmt.Errorf("want one of: %s", strings.Join(names, ", "))
+// subcommand picks the sub-command (one of names) from args. It prints help
+// and returns flag.ErrHelp for --help, or errUsage for anything else.
+func subcommand(e *env, args []string, help string, names ...string) (string, []string, error) {
+	if len(args) > 0 && contains(names, args[0]) {
+		return args[0], args[1:], nil
 	}
-	return args[0], args[1:], nil
+	fmt.Fprint(e.stderr, help)
+	if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+		return "", nil, flag.ErrHelp
+	}
+	fmt.Fprintf(e.stderr, "\nwant one of: %s\n", strings.Join(names, ", "))
+	return "", nil, errUsage
 }
 
 func contains(list []string, s string) bool {
@@ -55,13 +62,9 @@ func contains(list []string, s string) bool {
 func cmdComponents(ctx context.Context, e *env, args []string) error {
 	help := "Usage:\n  crier components list\n  crier components put KEY --name NAME [--description TEXT]\n  crier components rm KEY [--force]\n\n" +
 		"Keys form a tree: atlas-sync/sync-pod-a is a child of atlas-sync, which must exist first.\n"
-	sub, rest, err := subcommand(args, "list", "put", "rm")
-	if err != nil || sub == "--help" || sub == "-h" {
-		fmt.Fprint(e.stderr, help)
-		if err != nil {
-			return errUsage
-		}
-		return nil
+	sub, rest, err := subcommand(e, args, help, "list", "put", "rm")
+	if err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("crier components "+sub, flag.ContinueOnError)
 	name := fs.String("name", "", "display name (put)")
@@ -126,13 +129,9 @@ func cmdComponents(ctx context.Context, e *env, args []string) error {
 func cmdSubscribers(ctx context.Context, e *env, args []string) error {
 	help := "Usage:\n  crier subscribers list\n  crier subscribers add [--email A] [--phone N] [--name N] [--organisation O] --component KEY [--confirmed]\n  crier subscribers rm ID\n\n" +
 		"Without --confirmed a channel waits for the subscriber to confirm it (double opt-in).\n"
-	sub, rest, err := subcommand(args, "list", "add", "rm")
-	if err != nil || sub == "--help" || sub == "-h" {
-		fmt.Fprint(e.stderr, help)
-		if err != nil {
-			return errUsage
-		}
-		return nil
+	sub, rest, err := subcommand(e, args, help, "list", "add", "rm")
+	if err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("crier subscribers "+sub, flag.ContinueOnError)
 	emailAddr := fs.String("email", "", "email address (add)")

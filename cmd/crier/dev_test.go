@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,34 +19,16 @@ import (
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/devenv"
 	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/proctest"
 	"github.com/crier-dev/crier/internal/tcpproxy"
 )
-
-// syncBuffer collects a subprocess's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // buildCrier builds the crier binary into a temporary directory.
 func buildCrier(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "crier")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	bin, err := proctest.Build(t.TempDir(), false)
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -114,7 +94,7 @@ func TestDev(t *testing.T) {
 	dbURL.Host = proxy.Addr()
 	dataDir := t.TempDir()
 
-	var stdout, stderr syncBuffer
+	var stdout, stderr proctest.Output
 	cmd := exec.Command(bin, "dev", "--dir", dataDir, "--nats-port", "0")
 	cmd.Env = childEnv(
 		"CRIER_DATABASE_URL="+dbURL.String(),

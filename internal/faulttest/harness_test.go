@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/natstest"
 	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/proctest"
 	"github.com/crier-dev/crier/internal/smtptest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
@@ -49,18 +49,10 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		crierBin = filepath.Join(dir, "crier")
-		args := []string{"build", "-o", crierBin}
 		race := raceEnabled && os.Getenv("CRIER_FAULT_RACE") == "1"
-		if race {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/crier-dev/crier/cmd/crier")
 		start := time.Now()
-		cmd := exec.Command("go", args...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "faulttest: go %s: %v\n", strings.Join(args, " "), err)
+		if crierBin, err = proctest.Build(dir, race); err != nil {
+			fmt.Fprintln(os.Stderr, "faulttest:", err)
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "faulttest: built crier (race=%v) in %s\n", race, time.Since(start).Round(time.Millisecond))
@@ -421,7 +413,7 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	addr string // host:port of its HTTP server
-	logs *logBuffer
+	logs *proctest.Output
 
 	done    chan struct{}
 	waitErr error
@@ -465,7 +457,7 @@ func (w *world) tryStart(name string, extra map[string]string) (*proc, error) {
 	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
-	p := &proc{t: w.t, name: name, addr: addr, logs: &logBuffer{}, done: make(chan struct{})}
+	p := &proc{t: w.t, name: name, addr: addr, logs: &proctest.Output{}, done: make(chan struct{})}
 	p.cmd = exec.Command(crierBin, "serve")
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -483,14 +475,14 @@ func (w *world) tryStart(name string, extra map[string]string) (*proc, error) {
 		p.kill()
 		p.checkLogs()
 		if w.t.Failed() {
-			w.t.Logf("last lines of %s:\n%s", p.name, p.logs.tail(40))
+			w.t.Logf("last lines of %s:\n%s", p.name, p.logs.Tail(40))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("exited before it was ready (%v):\n%s", p.waitErr, p.logs.tail(20))
+			return nil, fmt.Errorf("exited before it was ready (%v):\n%s", p.waitErr, p.logs.Tail(20))
 		default:
 		}
 		if code, _ := p.get("/readyz"); code == http.StatusOK {
@@ -498,7 +490,7 @@ func (w *world) tryStart(name string, extra map[string]string) (*proc, error) {
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			return nil, fmt.Errorf("not ready after 60s:\n%s", p.logs.tail(20))
+			return nil, fmt.Errorf("not ready after 60s:\n%s", p.logs.Tail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -627,33 +619,3 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
-
-// logBuffer collects a process's output; it is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// tail returns the last n lines.
-func (b *logBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// contains reports whether the output holds s.
-func (b *logBuffer) contains(s string) bool { return strings.Contains(b.String(), s) }

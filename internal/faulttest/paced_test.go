@@ -27,7 +27,7 @@ func TestPacedSendKeepsItsLeases(t *testing.T) {
 	if n := w.count(`SELECT count(*) FROM delivery_attempts WHERE outcome = 'sent'`); n != 2*subscribers {
 		t.Errorf("%d sent attempts recorded for %d deliveries", n, 2*subscribers)
 	}
-	if p.logs.contains("expired leases requeued") {
+	if p.logs.Contains("expired leases requeued") {
 		t.Error("the process's own leases expired while it held them")
 	}
 }

@@ -85,7 +85,7 @@ func TestPostgreSQLRestartMidRun(t *testing.T) {
 	if tl.dups() > len(held) {
 		t.Errorf("%d duplicates, more than the %d deliveries in flight at the cut", tl.dups(), len(held))
 	}
-	if p.logs.contains(`"level":"ERROR","msg":"record outcomes: giving up`) {
+	if p.logs.Contains(`"level":"ERROR","msg":"record outcomes: giving up`) {
 		t.Error("the worker gave up recording outcomes")
 	}
 }

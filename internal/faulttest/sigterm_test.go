@@ -41,7 +41,7 @@ func TestSIGTERMDuringLargeSend(t *testing.T) {
 	if took > grace+2*time.Second {
 		t.Errorf("took %s to exit, more than the grace period %s", took, grace)
 	}
-	if !p.logs.contains("stopped cleanly") {
+	if !p.logs.Contains("stopped cleanly") {
 		t.Error(`no "stopped cleanly" in the log`)
 	}
 	if n := after["email/sending"] + after["sms/sending"]; n != 0 {
@@ -95,7 +95,7 @@ func TestSIGTERMWithStuckProviders(t *testing.T) {
 	if took > grace+2*time.Second {
 		t.Errorf("took %s to exit, more than the grace period %s", took, grace)
 	}
-	if !p.logs.contains("grace period over") {
+	if !p.logs.Contains("grace period over") {
 		t.Error(`no "grace period over" in the log`)
 	}
 
