@@ -27,10 +27,14 @@ type IngestResult struct {
 	Chunks int
 }
 
-// DefaultChunkSize is how many subscriber ids one fan-out transaction
-// covers. Chunks commit one by one so workers start sending while the rest
-// of a large event is still being fanned out.
-const DefaultChunkSize = 10_000
+// DefaultChunkSize is how many subscriber ids the first fan-out
+// transaction of an event covers; each later one covers twice as many as
+// the one before, up to maxChunkGrowth times this. Chunks commit one by one
+// so workers start sending while the rest of a large event is still being
+// fanned out.
+const DefaultChunkSize = 5_000
+
+const maxChunkGrowth = 16
 
 // fanOutLock is the advisory lock every fan-out chunk holds shared and
 // DeleteSubscriber holds exclusively.
@@ -92,9 +96,16 @@ func (s *Store) IngestChunked(ctx context.Context, ev event.Event, raw []byte, s
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	for from := lo; from <= hi; from += chunk {
+	// The first chunk is small so the first messages leave at once; later
+	// chunks double, up to maxChunkGrowth times the first, so a large event
+	// costs few transactions.
+	size := chunk
+	for from := lo; from <= hi; from += size {
+		if res.Chunks > 0 {
+			size = min(size*2, chunk*maxChunkGrowth)
+		}
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			return fanOut(ctx, tx, ev, from, from+chunk, &res)
+			return fanOut(ctx, tx, ev, from, from+size, &res)
 		})
 		if err != nil {
 			return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
