@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,10 +52,39 @@ func admin(ctx context.Context) (*pgx.Conn, error) {
 	return pgx.Connect(ctx, ServerURL())
 }
 
+// randomName is prefix, the creation time in Unix seconds and a random
+// suffix, so that databases left by killed test runs can be recognised as
+// stale.
 func randomName(prefix string) string {
-	b := make([]byte, 6)
+	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
+	return fmt.Sprintf("%s%d_%s", prefix, time.Now().Unix(), hex.EncodeToString(b))
+}
+
+// staleAfter is how old a test database must be before another test run
+// drops it: far longer than any test binary runs.
+const staleAfter = 6 * time.Hour
+
+// dropStale drops test databases that killed runs left behind: those whose
+// name carries a creation time older than staleAfter.
+func dropStale(ctx context.Context, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname ~ '^crier_(tmpl|test)_[0-9]+_[0-9a-f]+$'`)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-staleAfter).Unix()
+	for _, name := range names {
+		parts := strings.Split(name, "_")
+		created, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || created >= cutoff {
+			continue
+		}
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}
 }
 
 func makeTemplate() (string, error) {
@@ -64,6 +95,7 @@ func makeTemplate() (string, error) {
 		return "", fmt.Errorf("connect to test PostgreSQL at %s (start it, or set CRIER_TEST_DATABASE_URL): %w", ServerURL(), err)
 	}
 	defer conn.Close(ctx)
+	dropStale(ctx, conn)
 	name := randomName("crier_tmpl_")
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("create template database: %w", err)
