@@ -215,7 +215,13 @@ func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<-
 				w.log.InfoContext(ctx, "expired leases requeued", "channel", w.cfg.Channel, "count", n)
 			}
 		}
-		batch, err := w.store.Claim(ctx, w.cfg.Channel, w.cfg.BatchSize, w.owner, w.cfg.Lease)
+		// The claim must not be cut short by shutdown: a cancelled query
+		// can still have committed on the server, leaving rows leased that
+		// this worker never saw. It runs to completion (bounded) and the
+		// loop below releases what it claimed if shutdown began meanwhile.
+		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.SendTimeout)
+		batch, err := w.store.Claim(claimCtx, w.cfg.Channel, w.cfg.BatchSize, w.owner, w.cfg.Lease)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.WarnContext(ctx, "claim deliveries", "channel", w.cfg.Channel, "error", err)
