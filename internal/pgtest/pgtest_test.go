@@ -17,7 +17,7 @@ func TestStaleDatabasesAreDroppedFreshOnesKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { conn.Close(ctx) })
 	stale := fmt.Sprintf("crier_test_%d_00c0ffee", time.Now().Add(-7*time.Hour).Unix())
 	fresh := randomName("crier_test_")
 	for _, name := range []string{stale, fresh} {
