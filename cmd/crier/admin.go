@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/phone"
@@ -17,23 +18,33 @@ import (
 
 // openStore reads the configuration and connects to the database, applying
 // migrations so admin commands work on a fresh database.
-func openStore(ctx context.Context, e *env) (*store.Store, error) {
+func openStore(ctx context.Context, e *env) (*store.Store, config.Config, error) {
 	cfg, err := loadConfig(e)
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	if err := cfg.RequireDatabase(); err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, 2)
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	if _, err := st.Migrate(ctx, nil); err != nil {
 		st.Close()
-		return nil, err
+		return nil, cfg, err
 	}
-	return st, nil
+	return st, cfg, nil
+}
+
+// parseSubFlags parses a sub-command's flags; a positional argument may come
+// before the flags (crier components rm KEY --force).
+func parseSubFlags(fs *flag.FlagSet, e *env, rest []string, help string) error {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		rest = append(rest[1:], rest[0])
+	}
+	return parse(fs, e, rest)
 }
 
 // subcommand picks the sub-command (one of names) from args. It prints help
@@ -70,14 +81,10 @@ func cmdComponents(ctx context.Context, e *env, args []string) error {
 	name := fs.String("name", "", "display name (put)")
 	desc := fs.String("description", "", "description (put)")
 	force := fs.Bool("force", false, "remove the subtree and its subscriptions too (rm)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		rest = append(rest[1:], rest[0]) // allow the key before the flags
-	}
-	if err := parse(fs, e, rest); err != nil {
+	if err := parseSubFlags(fs, e, rest, help); err != nil {
 		return err
 	}
-	st, err := openStore(ctx, e)
+	st, _, err := openStore(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -141,18 +148,10 @@ func cmdSubscribers(ctx context.Context, e *env, args []string) error {
 	confirmed := fs.Bool("confirmed", false, "mark the given channels as confirmed (add)")
 	var components stringList
 	fs.Var(&components, "component", "component key to follow (repeat or separate with commas) (add)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), help); fs.PrintDefaults() }
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		rest = append(rest[1:], rest[0])
-	}
-	if err := parse(fs, e, rest); err != nil {
+	if err := parseSubFlags(fs, e, rest, help); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, e)
+	st, cfg, err := openStore(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -247,7 +246,7 @@ func cmdDeliveries(ctx context.Context, e *env, args []string) error {
 		return errors.New("give exactly one of --event and --incident")
 	}
 	sc := store.Scope{EventID: *eventID, IncidentID: *incidentID}
-	st, err := openStore(ctx, e)
+	st, _, err := openStore(ctx, e)
 	if err != nil {
 		return err
 	}

@@ -42,15 +42,9 @@ channel for real. Ctrl-C stops everything.
 `)
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, e, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(e)
+	cfg, err := parseServeFlags(fs, e, args, addr)
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		cfg.HTTPAddr = *addr
 	}
 	if e.getenv("CRIER_LOG_FORMAT") == "" {
 		cfg.LogFormat = "text"

@@ -111,6 +111,22 @@ func loadConfig(e *env) (config.Config, error) {
 	return config.Load(e.getenv)
 }
 
+// parseServeFlags parses the flags of serve and dev, loads the
+// configuration and applies --http-addr (addr) when given.
+func parseServeFlags(fs *flag.FlagSet, e *env, args []string, addr *string) (config.Config, error) {
+	if err := parse(fs, e, args); err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return config.Config{}, err
+	}
+	if *addr != "" {
+		cfg.HTTPAddr = *addr
+	}
+	return cfg, nil
+}
+
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))

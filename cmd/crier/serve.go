@@ -15,15 +15,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		fs.Output().Write([]byte("Usage: crier serve [--http-addr host:port]\n\nRuns the HTTP server, the fan-out consumer and the delivery workers.\nApplies pending migrations first. Stops gracefully on SIGTERM or SIGINT.\n\n"))
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, e, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(e)
+	cfg, err := parseServeFlags(fs, e, args, addr)
 	if err != nil {
 		return err
-	}
-	if *addr != "" {
-		cfg.HTTPAddr = *addr
 	}
 	return serve.Run(ctx, cfg, newLogger(cfg, e.stderr), serve.Options{})
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/phone"
@@ -292,29 +293,30 @@ type manageView struct {
 }
 
 func channelViews(sub store.Subscriber) []channelView {
-	email := channelView{Key: deliver.ChannelEmail, Label: "Email"}
-	switch {
-	case sub.Email == "":
-		email.Note = "No email address is on file. To get emails as well, subscribe with your email address on the subscribe page."
-	case sub.EmailConfirmedAt == nil:
-		email.Address = redact.Email(sub.Email)
-		email.Note = "Not confirmed yet: follow the link we emailed you, or subscribe again for a new one."
-	default:
-		email.Address = redact.Email(sub.Email)
-		email.Available, email.Checked = true, sub.EmailOptedOutAt == nil
+	return []channelView{
+		channelViewOf(deliver.ChannelEmail, "Email", sub.Email, redact.Email(sub.Email), sub.EmailConfirmedAt, sub.EmailOptedOutAt,
+			"No email address is on file. To get emails as well, subscribe with your email address on the subscribe page.",
+			"Not confirmed yet: follow the link we emailed you, or subscribe again for a new one."),
+		channelViewOf(deliver.ChannelSMS, "Text message", sub.Phone, phone.Mask(sub.Phone), sub.SMSConfirmedAt, sub.SMSOptedOutAt,
+			"No mobile number is on file. To get text messages as well, subscribe with your mobile number on the subscribe page.",
+			"Not confirmed yet: subscribe again with this number to get a new code."),
 	}
-	sms := channelView{Key: deliver.ChannelSMS, Label: "Text message"}
+}
+
+// channelViewOf describes one channel of a subscriber: missing, waiting for
+// confirmation, or available (checked unless opted out).
+func channelViewOf(key, label, addr, masked string, confirmed, optedOut *time.Time, noAddress, unconfirmed string) channelView {
+	v := channelView{Key: key, Label: label}
 	switch {
-	case sub.Phone == "":
-		sms.Note = "No mobile number is on file. To get text messages as well, subscribe with your mobile number on the subscribe page."
-	case sub.SMSConfirmedAt == nil:
-		sms.Address = phone.Mask(sub.Phone)
-		sms.Note = "Not confirmed yet: subscribe again with this number to get a new code."
+	case addr == "":
+		v.Note = noAddress
+	case confirmed == nil:
+		v.Address, v.Note = masked, unconfirmed
 	default:
-		sms.Address = phone.Mask(sub.Phone)
-		sms.Available, sms.Checked = true, sub.SMSOptedOutAt == nil
+		v.Address = masked
+		v.Available, v.Checked = true, optedOut == nil
 	}
-	return []channelView{email, sms}
+	return v
 }
 
 // manage shows (GET) and changes (POST) a subscriber's components and
