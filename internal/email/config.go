@@ -58,6 +58,10 @@ type Config struct {
 	// CA. ServerName defaults to Settings.Host and MinVersion to TLS 1.2.
 	TLSConfig *tls.Config
 
+	// NoPipelining sends MAIL, RCPT and DATA one at a time, each waiting
+	// for its reply, even to a server that offers PIPELINING (RFC 2920).
+	NoPipelining bool
+
 	// HELO is the name sent with EHLO. Default: the machine's host name.
 	HELO string
 }

@@ -14,6 +14,12 @@ import (
 )
 
 func TestSenderConformance(t *testing.T) {
+	for name, noPipelining := range map[string]bool{"pipelined": false, "serial": true} {
+		t.Run(name, func(t *testing.T) { conformance(t, noPipelining) })
+	}
+}
+
+func conformance(t *testing.T, noPipelining bool) {
 	sendertest.Run(t, func(t *testing.T) sendertest.Harness {
 		var mu sync.Mutex
 		refused, throttled := map[string]bool{}, map[string]bool{}
@@ -32,7 +38,7 @@ func TestSenderConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := email.New(email.Config{Settings: settings, From: "Status <status@crier.example>", PoolSize: 4})
+		s, err := email.New(email.Config{Settings: settings, From: "Status <status@crier.example>", PoolSize: 4, NoPipelining: noPipelining})
 		if err != nil {
 			t.Fatal(err)
 		}

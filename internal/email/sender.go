@@ -91,6 +91,10 @@ type conn struct {
 	raw      net.Conn // what was dialled, for deadlines and closing
 	lastUsed time.Time
 	sent     int // messages sent on it
+	// pipelining: the server offers PIPELINING (RFC 2920), and
+	// mailParams are the MAIL FROM parameters its extensions call for.
+	pipelining bool
+	mailParams string
 }
 
 // New returns a Sender for cfg after cfg.WithDefaults(). It checks the
@@ -225,6 +229,23 @@ func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byt
 		}
 	}()
 
+	if pc.pipelining {
+		st, err = s.pipelined(pc, rcpt, body)
+	} else {
+		st, err = s.serial(pc, rcpt, body)
+	}
+	if err == nil {
+		return st, true, nil
+	}
+	if st != stageBody && cleanRejection(err) {
+		keep = pc.client.Reset() == nil
+	}
+	return st, keep, err
+}
+
+// serial runs one transaction a command at a time, with go-mail's client,
+// on a server that does not offer PIPELINING.
+func (s *Sender) serial(pc *conn, rcpt string, body []byte) (st stage, err error) {
 	st, err = stageMail, pc.client.Mail(s.envFrom)
 	if err == nil {
 		st, err = stageRcpt, pc.client.Rcpt(rcpt)
@@ -239,13 +260,7 @@ func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byt
 			}
 		}
 	}
-	if err == nil {
-		return st, true, nil
-	}
-	if st != stageBody && cleanRejection(err) {
-		keep = pc.client.Reset() == nil
-	}
-	return st, keep, err
+	return st, err
 }
 
 // acquire takes a slot and returns an idle connection that has not timed
@@ -366,7 +381,8 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, fmt.Errorf("connect to %s (%s): %w", st.Addr(), st.Security, err)
 	}
-	return &conn{client: client, raw: h.get()}, nil
+	has := func(ext string) bool { ok, _ := client.Extension(ext); return ok }
+	return &conn{client: client, raw: h.get(), pipelining: has("PIPELINING") && !s.cfg.NoPipelining, mailParams: mailParams(has)}, nil
 }
 
 // dialNet opens the TCP connection, with TLS for smtps.

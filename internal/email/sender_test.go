@@ -45,6 +45,19 @@ func setup(t testing.TB, edit func(*email.Config), opts ...smtptest.Option) (*sm
 	return srv, s
 }
 
+// transactionModes runs f once with command pipelining (the test server
+// offers PIPELINING) and once with commands sent one at a time; mode
+// edits the sender's configuration to choose.
+func transactionModes(t *testing.T, f func(t *testing.T, mode func(*email.Config))) {
+	t.Helper()
+	for name, noPipelining := range map[string]bool{"pipelined": false, "serial": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f(t, func(c *email.Config) { c.NoPipelining = noPipelining })
+		})
+	}
+}
+
 // message returns a realistic notification for delivery id to rcpt.
 func message(id int64, rcpt string) deliver.Message {
 	return deliver.Message{
@@ -91,66 +104,68 @@ func wantPermanent(t *testing.T, err error, code string) *deliver.PermanentError
 
 func TestSendHeadersAndParts(t *testing.T) {
 	t.Parallel()
-	srv, s := setup(t, nil)
-	m := message(42, "Manager <manager@carehome.example>")
-	id, err := s.Send(context.Background(), m)
-	if err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if id != m.MessageID {
-		t.Errorf("provider id %q, want the Message-ID %q", id, m.MessageID)
-	}
-	msgs := srv.Messages()
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages arrived, want 1", len(msgs))
-	}
-	got := msgs[0]
-	if got.From != "status@example.org" || len(got.To) != 1 || got.To[0] != "manager@carehome.example" {
-		t.Errorf("envelope from %q to %q", got.From, got.To)
-	}
-	h := got.Header
-	for name, want := range map[string]string{
-		"From":                  `"Example status" <status@example.org>`,
-		"To":                    `"Manager" <manager@carehome.example>`,
-		"Message-Id":            "<" + m.MessageID + ">",
-		"List-Unsubscribe":      "<https://status.example.org/unsubscribe/tok42>, <mailto:unsubscribe+tok42@status.example.org>",
-		"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-		"List-Id":               "<incidents.example.org>",
-		"Auto-Submitted":        "auto-generated",
-		"Mime-Version":          "1.0",
-	} {
-		// net/mail keeps folded lines as they are; unfold for comparing.
-		v := strings.ReplaceAll(h.Get(name), "\r\n", "")
-		if v != want {
-			t.Errorf("%s: %q, want %q", name, v, want)
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		srv, s := setup(t, mode)
+		m := message(42, "Manager <manager@carehome.example>")
+		id, err := s.Send(context.Background(), m)
+		if err != nil {
+			t.Fatalf("Send: %v", err)
 		}
-	}
-	if got.Subject() != m.Subject {
-		t.Errorf("Subject %q, want %q", got.Subject(), m.Subject)
-	}
-	if d, err := h.Date(); err != nil || time.Since(d) > time.Minute {
-		t.Errorf("Date %q: %v", h.Get("Date"), err)
-	}
-	if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative;") {
-		t.Errorf("Content-Type %q, want multipart/alternative", ct)
-	}
-	parts, err := got.Parts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(parts) != 2 {
-		t.Fatalf("%d parts, want 2", len(parts))
-	}
-	for i, want := range []struct{ ct, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
-		p := parts[i]
-		if p.ContentType != want.ct || !strings.EqualFold(p.Params["charset"], "utf-8") ||
-			p.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
-			t.Errorf("part %d: %s %v %s", i, p.ContentType, p.Params, p.Header.Get("Content-Transfer-Encoding"))
+		if id != m.MessageID {
+			t.Errorf("provider id %q, want the Message-ID %q", id, m.MessageID)
 		}
-		if strings.ReplaceAll(p.Body, "\r\n", "\n") != want.body {
-			t.Errorf("part %d body %q, want %q", i, p.Body, want.body)
+		msgs := srv.Messages()
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages arrived, want 1", len(msgs))
 		}
-	}
+		got := msgs[0]
+		if got.From != "status@example.org" || len(got.To) != 1 || got.To[0] != "manager@carehome.example" {
+			t.Errorf("envelope from %q to %q", got.From, got.To)
+		}
+		h := got.Header
+		for name, want := range map[string]string{
+			"From":                  `"Example status" <status@example.org>`,
+			"To":                    `"Manager" <manager@carehome.example>`,
+			"Message-Id":            "<" + m.MessageID + ">",
+			"List-Unsubscribe":      "<https://status.example.org/unsubscribe/tok42>, <mailto:unsubscribe+tok42@status.example.org>",
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+			"List-Id":               "<incidents.example.org>",
+			"Auto-Submitted":        "auto-generated",
+			"Mime-Version":          "1.0",
+		} {
+			// net/mail keeps folded lines as they are; unfold for comparing.
+			v := strings.ReplaceAll(h.Get(name), "\r\n", "")
+			if v != want {
+				t.Errorf("%s: %q, want %q", name, v, want)
+			}
+		}
+		if got.Subject() != m.Subject {
+			t.Errorf("Subject %q, want %q", got.Subject(), m.Subject)
+		}
+		if d, err := h.Date(); err != nil || time.Since(d) > time.Minute {
+			t.Errorf("Date %q: %v", h.Get("Date"), err)
+		}
+		if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative;") {
+			t.Errorf("Content-Type %q, want multipart/alternative", ct)
+		}
+		parts, err := got.Parts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(parts) != 2 {
+			t.Fatalf("%d parts, want 2", len(parts))
+		}
+		for i, want := range []struct{ ct, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
+			p := parts[i]
+			if p.ContentType != want.ct || !strings.EqualFold(p.Params["charset"], "utf-8") ||
+				p.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
+				t.Errorf("part %d: %s %v %s", i, p.ContentType, p.Params, p.Header.Get("Content-Transfer-Encoding"))
+			}
+			if strings.ReplaceAll(p.Body, "\r\n", "\n") != want.body {
+				t.Errorf("part %d body %q, want %q", i, p.Body, want.body)
+			}
+		}
+	})
 }
 
 func TestSendTextOnlyWithoutUnsubscribe(t *testing.T) {
@@ -238,97 +253,103 @@ func TestMissingMessageIDIsDerived(t *testing.T) {
 
 func TestTransientReplyThenRecovery(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		code      int
-		text      string
-		wantConns int // 421 closes the connection; 451 leaves it usable
-	}{
-		{421, "4.3.2 service shutting down", 2},
-		{451, "4.3.0 local error, try again", 1},
-	} {
-		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
-			t.Parallel()
-			srv, s := setup(t, nil, smtptest.WithRcptHook(func(_ string, n int) *smtp.SMTPError {
-				if n == 1 {
-					return smtptest.ReplyError(tc.code, tc.text)
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		for _, tc := range []struct {
+			code      int
+			text      string
+			wantConns int // 421 closes the connection; 451 leaves it usable
+		}{
+			{421, "4.3.2 service shutting down", 2},
+			{451, "4.3.0 local error, try again", 1},
+		} {
+			t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
+				t.Parallel()
+				srv, s := setup(t, mode, smtptest.WithRcptHook(func(_ string, n int) *smtp.SMTPError {
+					if n == 1 {
+						return smtptest.ReplyError(tc.code, tc.text)
+					}
+					return nil
+				}))
+				_, err := s.Send(context.Background(), message(1, "a@example.org"))
+				wantTransient(t, err, fmt.Sprint(tc.code))
+				if !strings.Contains(err.Error(), tc.text) {
+					t.Errorf("error %q lost the server's text %q", err, tc.text)
 				}
-				return nil
-			}))
-			_, err := s.Send(context.Background(), message(1, "a@example.org"))
-			wantTransient(t, err, fmt.Sprint(tc.code))
-			if !strings.Contains(err.Error(), tc.text) {
-				t.Errorf("error %q lost the server's text %q", err, tc.text)
-			}
-			if _, err := s.Send(context.Background(), message(1, "a@example.org")); err != nil {
-				t.Fatalf("second send: %v", err)
-			}
-			if st := srv.Stats(); st.Messages != 1 || st.Connections != tc.wantConns {
-				t.Errorf("Stats %+v, want 1 message over %d connections", st, tc.wantConns)
-			}
-		})
-	}
+				if _, err := s.Send(context.Background(), message(1, "a@example.org")); err != nil {
+					t.Fatalf("second send: %v", err)
+				}
+				if st := srv.Stats(); st.Messages != 1 || st.Connections != tc.wantConns {
+					t.Errorf("Stats %+v, want 1 message over %d connections", st, tc.wantConns)
+				}
+			})
+		}
+	})
 }
 
 func TestRejectedRecipientFailsOnlyItself(t *testing.T) {
 	t.Parallel()
-	const bad = "left@carehome.example"
-	srv, s := setup(t, func(c *email.Config) { c.PoolSize = 3 },
-		smtptest.WithRcptHook(func(rcpt string, _ int) *smtp.SMTPError {
-			if rcpt == bad {
-				return smtptest.ReplyError(550, "5.1.1 mailbox unavailable")
-			}
-			return nil
-		}))
-	const n = 30
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			rcpt := fmt.Sprintf("manager%d@carehome.example", i)
-			if i%10 == 5 {
-				rcpt = bad
-			}
-			_, errs[i] = s.Send(context.Background(), message(int64(i), rcpt))
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if i%10 != 5 {
-			if err != nil {
-				t.Errorf("send %d: %v", i, err)
-			}
-			continue
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		const bad = "left@carehome.example"
+		srv, s := setup(t, func(c *email.Config) { mode(c); c.PoolSize = 3 },
+			smtptest.WithRcptHook(func(rcpt string, _ int) *smtp.SMTPError {
+				if rcpt == bad {
+					return smtptest.ReplyError(550, "5.1.1 mailbox unavailable")
+				}
+				return nil
+			}))
+		const n = 30
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				rcpt := fmt.Sprintf("manager%d@carehome.example", i)
+				if i%10 == 5 {
+					rcpt = bad
+				}
+				_, errs[i] = s.Send(context.Background(), message(int64(i), rcpt))
+			})
 		}
-		pe := wantPermanent(t, err, "550")
-		if !strings.Contains(pe.Error(), "5.1.1 mailbox unavailable") || !strings.Contains(pe.Error(), bad) {
-			t.Errorf("error %q lacks the server's text or the address", pe)
+		wg.Wait()
+		for i, err := range errs {
+			if i%10 != 5 {
+				if err != nil {
+					t.Errorf("send %d: %v", i, err)
+				}
+				continue
+			}
+			pe := wantPermanent(t, err, "550")
+			if !strings.Contains(pe.Error(), "5.1.1 mailbox unavailable") || !strings.Contains(pe.Error(), bad) {
+				t.Errorf("error %q lacks the server's text or the address", pe)
+			}
 		}
-	}
-	st := srv.Stats()
-	if st.Messages != n-3 || len(srv.MessagesTo(bad)) != 0 {
-		t.Errorf("Stats %+v, want %d messages", st, n-3)
-	}
-	if st.Connections > 3 {
-		t.Errorf("%d connections: a rejected recipient should not cost its connection", st.Connections)
-	}
+		st := srv.Stats()
+		if st.Messages != n-3 || len(srv.MessagesTo(bad)) != 0 {
+			t.Errorf("Stats %+v, want %d messages", st, n-3)
+		}
+		if st.Connections > 3 {
+			t.Errorf("%d connections: a rejected recipient should not cost its connection", st.Connections)
+		}
+	})
 }
 
 func TestRejectedAtEndOfData(t *testing.T) {
 	t.Parallel()
-	srv, s := setup(t, nil, smtptest.WithDataHook(func(m smtptest.Message) *smtp.SMTPError {
-		if m.To[0] == "spam@example.org" {
-			return smtptest.ReplyError(554, "5.7.1 message refused")
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		srv, s := setup(t, mode, smtptest.WithDataHook(func(m smtptest.Message) *smtp.SMTPError {
+			if m.To[0] == "spam@example.org" {
+				return smtptest.ReplyError(554, "5.7.1 message refused")
+			}
+			return nil
+		}))
+		_, err := s.Send(context.Background(), message(1, "spam@example.org"))
+		wantPermanent(t, err, "554")
+		if _, err := s.Send(context.Background(), message(2, "ok@example.org")); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	}))
-	_, err := s.Send(context.Background(), message(1, "spam@example.org"))
-	wantPermanent(t, err, "554")
-	if _, err := s.Send(context.Background(), message(2, "ok@example.org")); err != nil {
-		t.Fatal(err)
-	}
-	if st := srv.Stats(); st.Connections != 1 || st.Messages != 1 {
-		t.Errorf("Stats %+v", st)
-	}
+		if st := srv.Stats(); st.Connections != 1 || st.Messages != 1 {
+			t.Errorf("Stats %+v", st)
+		}
+	})
 }
 
 func TestServerDown(t *testing.T) {
@@ -511,18 +532,20 @@ func TestIdleConnectionsAreClosedAndReplaced(t *testing.T) {
 
 func TestConnectionDroppedByServerIsReplaced(t *testing.T) {
 	t.Parallel()
-	srv, s := setup(t, nil)
-	if _, err := s.Send(context.Background(), message(1, "a@example.org")); err != nil {
-		t.Fatal(err)
-	}
-	srv.CloseConnections()
-	waitFor(t, "connection dropped", func() bool { return srv.Stats().Open == 0 })
-	if _, err := s.Send(context.Background(), message(2, "a@example.org")); err != nil {
-		t.Fatalf("send after the server dropped the idle connection: %v", err)
-	}
-	if st := srv.Stats(); st.Connections != 2 || st.Messages != 2 {
-		t.Errorf("Stats %+v", st)
-	}
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		srv, s := setup(t, mode)
+		if _, err := s.Send(context.Background(), message(1, "a@example.org")); err != nil {
+			t.Fatal(err)
+		}
+		srv.CloseConnections()
+		waitFor(t, "connection dropped", func() bool { return srv.Stats().Open == 0 })
+		if _, err := s.Send(context.Background(), message(2, "a@example.org")); err != nil {
+			t.Fatalf("send after the server dropped the idle connection: %v", err)
+		}
+		if st := srv.Stats(); st.Connections != 2 || st.Messages != 2 {
+			t.Errorf("Stats %+v", st)
+		}
+	})
 }
 
 func TestStalledServerTimesOut(t *testing.T) {
