@@ -83,7 +83,8 @@ type Report struct {
 	LoadTime   time.Duration
 	CPU        time.Duration // user+system CPU of this process during the events
 	PeakRSS    int64         // bytes, of this process (crier, NATS and the sinks)
-	DBCPUNote  string
+	DBCPU      time.Duration // user+system CPU of the local postgres processes during the events
+	DBCPUNote  string        // why DBCPU was not measured; empty when it was
 	Deliveries int
 }
 
@@ -195,6 +196,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.SMS {
 		expected["sms"] = cfg.Subscribers
 	}
+	// PostgreSQL's CPU is sampled just outside this process's, so that
+	// reading /proc does not count as crier's.
+	pg0, pgErr := samplePostgresCPU()
 	cpu0 := cpuTime()
 	for i := range cfg.Events {
 		res, err := runEvent(ctx, js, dbURL, i, expected, smtpSink.tally, twSink.tally, cfg.Timeout)
@@ -205,6 +209,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Deliveries += res.Accepted
 	}
 	rep.CPU = cpuTime() - cpu0
+	if pgErr == nil {
+		var pg1 pgCPUSample
+		if pg1, pgErr = samplePostgresCPU(); pgErr == nil {
+			rep.DBCPU = pg1.since(pg0)
+		}
+	}
+	if pgErr != nil {
+		rep.DBCPUNote = pgErr.Error()
+	}
 	rep.PeakRSS = peakRSS()
 	return rep, nil
 }

@@ -37,6 +37,9 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
 	}
+	if !strings.Contains(out.String(), "CPU (PostgreSQL, all local postgres processes): ") && !strings.Contains(out.String(), "PostgreSQL CPU: not measured (") {
+		t.Errorf("summary says nothing of PostgreSQL's CPU:\n%s", out.String())
+	}
 }
 
 func TestRecipientNumber(t *testing.T) {

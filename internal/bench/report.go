@@ -41,11 +41,20 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "over %d events: first delivery median %s (min %s, max %s); last delivery median %s\n",
 			len(r.Events), round(firsts[len(firsts)/2]), round(firsts[0]), round(firsts[len(firsts)-1]), round(lasts[len(lasts)/2]))
 	}
-	per1000 := time.Duration(0)
-	if r.Deliveries > 0 {
-		per1000 = r.CPU * 1000 / time.Duration(r.Deliveries)
+	per1000 := func(cpu time.Duration) float64 {
+		if r.Deliveries <= 0 {
+			return 0
+		}
+		return (cpu * 1000 / time.Duration(r.Deliveries)).Seconds()
 	}
-	fmt.Fprintf(w, "CPU (this process: crier, NATS, sinks; PostgreSQL not counted): %s, %.3f s per 1,000 deliveries\n", round(r.CPU), per1000.Seconds())
+	if r.DBCPUNote == "" {
+		fmt.Fprintf(w, "CPU (this process: crier, NATS, sinks): %s, %.3f s per 1,000 deliveries\n", round(r.CPU), per1000(r.CPU))
+		fmt.Fprintf(w, "CPU (PostgreSQL, all local postgres processes): %s, %.3f s per 1,000 deliveries\n", round(r.DBCPU), per1000(r.DBCPU))
+		fmt.Fprintf(w, "CPU total: %s, %.3f s per 1,000 deliveries\n", round(r.CPU+r.DBCPU), per1000(r.CPU+r.DBCPU))
+	} else {
+		fmt.Fprintf(w, "CPU (this process: crier, NATS, sinks; PostgreSQL not counted): %s, %.3f s per 1,000 deliveries\n", round(r.CPU), per1000(r.CPU))
+		fmt.Fprintf(w, "PostgreSQL CPU: not measured (%s)\n", r.DBCPUNote)
+	}
 	fmt.Fprintf(w, "peak RSS (this process): %.1f MB\n", float64(r.PeakRSS)/(1<<20))
 	if problems == 0 {
 		fmt.Fprintln(w, "check: every expected delivery accepted exactly once")
