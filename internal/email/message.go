@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 
@@ -121,16 +122,49 @@ func cleanSubject(s string) string {
 	return strings.TrimSpace(b.String())
 }
 
+// maxLine is the longest line SMTP carries, without its CRLF (RFC 5321,
+// section 4.5.3.1.6).
+const maxLine = 998
+
+// eightBitSafe reports whether body can go as it is, in 8bit transfer
+// encoding (RFC 6152): valid UTF-8 without NUL or CR, and no line longer
+// than SMTP allows. The rendered notifications always are, unless an event
+// body holds a paragraph of over 998 bytes.
+func eightBitSafe(body string) bool {
+	if !utf8.ValidString(body) || strings.ContainsAny(body, "\x00\r") {
+		return false
+	}
+	for len(body) > maxLine {
+		i := strings.IndexByte(body, '\n')
+		if i < 0 || i > maxLine {
+			return false
+		}
+		body = body[i+1:]
+	}
+	return true
+}
+
+// partEncoding is the transfer encoding of one body part: 8bit when the
+// server takes it and the text is safe as it is, which costs nothing to
+// write, else quoted-printable.
+func partEncoding(eightBit bool, body string) gomail.Encoding {
+	if eightBit && eightBitSafe(body) {
+		return gomail.NoEncoding
+	}
+	return gomail.EncodingQP
+}
+
 // compose writes the message in RFC 5322 form to w: multipart/alternative
-// with a text/plain and a text/html part (UTF-8, quoted-printable), or the
-// single part given.
-func (s *Sender) compose(w io.Writer, m deliver.Message, to *mail.Address, msgID string) error {
+// with a text/plain and a text/html part (UTF-8), or the single part given.
+// Each part is in 8bit when eightBit (the server offers 8BITMIME) and its
+// text allows, else quoted-printable. It reports whether any part is 8bit.
+func (s *Sender) compose(w io.Writer, m deliver.Message, to *mail.Address, msgID string, eightBit bool) (used8bit bool, err error) {
 	if m.Text == "" && m.HTML == "" {
-		return fmt.Errorf("%w: no text and no HTML body", ErrInvalidMessage)
+		return false, fmt.Errorf("%w: no text and no HTML body", ErrInvalidMessage)
 	}
 	unsub, oneClick, err := listUnsubscribe(m)
 	if err != nil {
-		return err
+		return false, err
 	}
 	msg := gomail.NewMsg(
 		gomail.WithCharset(gomail.CharsetUTF8),
@@ -152,17 +186,22 @@ func (s *Sender) compose(w io.Writer, m deliver.Message, to *mail.Address, msgID
 			msg.SetGenHeaderPreformatted(gomail.HeaderListUnsubscribePost, oneClickPost)
 		}
 	}
+	part := func(body string) gomail.PartOption {
+		enc := partEncoding(eightBit, body)
+		used8bit = used8bit || enc == gomail.NoEncoding
+		return gomail.WithPartEncoding(enc)
+	}
 	switch {
 	case m.Text != "" && m.HTML != "":
-		msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+		msg.SetBodyString(gomail.TypeTextPlain, m.Text, part(m.Text))
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML, part(m.HTML))
 	case m.HTML != "":
-		msg.SetBodyString(gomail.TypeTextHTML, m.HTML)
+		msg.SetBodyString(gomail.TypeTextHTML, m.HTML, part(m.HTML))
 	default:
-		msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+		msg.SetBodyString(gomail.TypeTextPlain, m.Text, part(m.Text))
 	}
 	if _, err := msg.WriteTo(w); err != nil {
-		return fmt.Errorf("email: compose message: %w", err)
+		return false, fmt.Errorf("email: compose message: %w", err)
 	}
-	return nil
+	return used8bit, nil
 }

@@ -239,3 +239,56 @@ func TestPipeliningServerThatAcceptsDataAfterRefusedRecipient(t *testing.T) {
 		t.Errorf("server reads %q, want MAIL…DATA, %q, %q, MAIL…DATA, message", got, want[1], want[2])
 	}
 }
+
+func TestEightBitSafe(t *testing.T) {
+	for body, want := range map[string]bool{
+		"":                               true,
+		"Café ✓\nline two\n":             true,
+		strings.Repeat("x", maxLine):     true,
+		strings.Repeat("x", maxLine+1):   false,
+		"a\n" + strings.Repeat("é", 500): false, // 1,000 bytes on one line
+		strings.Repeat("x\n", 2000):      true,
+		"bare\rCR":                       false,
+		"CRLF\r\n":                       false, // rendered text uses LF
+		"NUL\x00":                        false,
+		"bad UTF-8 \xff":                 false,
+		strings.Repeat("y", 900) + "\n" + strings.Repeat("z", 999): false,
+	} {
+		if got := eightBitSafe(body); got != want {
+			t.Errorf("eightBitSafe(%.20q… %d bytes) = %v, want %v", body, len(body), got, want)
+		}
+	}
+}
+
+// TestEightBitRecomposedForServerWithout8BITMIME: a message composed in
+// 8bit because an earlier connection offered 8BITMIME goes as
+// quoted-printable on a connection whose server does not.
+func TestEightBitRecomposedForServerWithout8BITMIME(t *testing.T) {
+	url, reads := scriptedServer(t, []string{"PIPELINING"}, func(in string) string {
+		switch {
+		case strings.HasPrefix(in, "MAIL"):
+			return "250 ok\r\n250 ok\r\n354 go on\r\n"
+		case strings.HasSuffix(in, "\r\n.\r\n"):
+			return "250 queued\r\n"
+		}
+		return "500 unexpected\r\n"
+	})
+	s := scriptedSender(t, url)
+	s.eightBit.Store(true)
+	m := scriptedMessage()
+	m.Text = "Café ✓\n"
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	got := reads()
+	if len(got) != 2 {
+		t.Fatalf("reads %q", got)
+	}
+	if strings.HasPrefix(got[0], "MAIL FROM:<status@crier.example> BODY") ||
+		!strings.Contains(got[1], "Content-Transfer-Encoding: quoted-printable") || strings.Contains(got[1], "8bit") {
+		t.Errorf("sent %q then %q, want no BODY=8BITMIME and a quoted-printable message", got[0], got[1])
+	}
+	if s.eightBit.Load() {
+		t.Error("the sender still composes in 8bit after a connection without 8BITMIME")
+	}
+}

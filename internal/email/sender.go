@@ -49,6 +49,7 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -70,6 +71,9 @@ type Sender struct {
 	domain    string // of From, for generated Message-IDs
 	tlsConfig *tls.Config
 	limiter   *rate.Limiter // nil: unlimited
+	// eightBit: the last connection opened offered 8BITMIME, so messages
+	// are composed in 8bit where their text allows.
+	eightBit atomic.Bool
 
 	// slots holds one token per connection in use: at most PoolSize
 	// messages are in flight, and a connection is only dialled by a holder
@@ -95,6 +99,7 @@ type conn struct {
 	// mailParams are the MAIL FROM parameters its extensions call for.
 	pipelining bool
 	mailParams string
+	eightBit   bool // the server offers 8BITMIME (RFC 6152)
 }
 
 // New returns a Sender for cfg after cfg.WithDefaults(). It checks the
@@ -159,7 +164,12 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	buf := s.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer s.putBuffer(buf)
-	if err := s.compose(buf, m, to, id); err != nil {
+	// The message is composed before a connection is taken, so that
+	// composing never holds one: in 8bit where it can be when the last
+	// connection opened offered 8BITMIME, as every connection to the same
+	// relay is expected to (checked below).
+	used8bit, err := s.compose(buf, m, to, id, s.eightBit.Load())
+	if err != nil {
 		return "", deliver.Permanent("", err)
 	}
 	rcpt := (&mail.Address{Address: to.Address}).String()
@@ -179,6 +189,14 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		if pc == nil {
 			if pc, err = s.dial(ctx); err != nil {
 				return "", classifyConnect(fmt.Errorf("email: send to %s: %w", to.Address, err))
+			}
+		}
+		if used8bit && !pc.eightBit {
+			// This server does not take 8bit after all: quoted-printable.
+			buf.Reset()
+			if used8bit, err = s.compose(buf, m, to, id, false); err != nil {
+				s.putIdle(pc)
+				return "", deliver.Permanent("", err)
 			}
 		}
 		st, keep, err := s.exchange(ctx, pc, rcpt, buf.Bytes())
@@ -382,7 +400,8 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("connect to %s (%s): %w", st.Addr(), st.Security, err)
 	}
 	has := func(ext string) bool { ok, _ := client.Extension(ext); return ok }
-	return &conn{client: client, raw: h.get(), pipelining: has("PIPELINING") && !s.cfg.NoPipelining, mailParams: mailParams(has)}, nil
+	s.eightBit.Store(has("8BITMIME"))
+	return &conn{eightBit: has("8BITMIME"), client: client, raw: h.get(), pipelining: has("PIPELINING") && !s.cfg.NoPipelining, mailParams: mailParams(has)}, nil
 }
 
 // dialNet opens the TCP connection, with TLS for smtps.

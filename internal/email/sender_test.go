@@ -168,6 +168,52 @@ func TestSendHeadersAndParts(t *testing.T) {
 	})
 }
 
+// TestEightBitOnceTheServerOffersIt: the first message goes before any
+// connection says what the server takes, so it is quoted-printable; the
+// next ones are 8bit (the test server offers 8BITMIME), except a part with
+// a line too long for SMTP, and arrive the same.
+func TestEightBitOnceTheServerOffersIt(t *testing.T) {
+	t.Parallel()
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		srv, s := setup(t, mode)
+		long := message(3, "a@example.org")
+		long.HTML = "<p>" + strings.Repeat("Sync Pod A – ", 100) + "</p>"
+		want := []struct {
+			m          deliver.Message
+			text, html string
+		}{
+			{message(1, "a@example.org"), "quoted-printable", "quoted-printable"},
+			{message(2, "a@example.org"), "8bit", "8bit"},
+			{long, "8bit", "quoted-printable"},
+		}
+		for i, w := range want {
+			if _, err := s.Send(context.Background(), w.m); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			msgs := srv.Messages()
+			if len(msgs) != i+1 {
+				t.Fatalf("%d messages arrived, want %d", len(msgs), i+1)
+			}
+			parts, err := msgs[i].Parts()
+			if err != nil || len(parts) != 2 {
+				t.Fatalf("message %d: %d parts, %v", i, len(parts), err)
+			}
+			for j, p := range parts {
+				enc, body := w.text, w.m.Text
+				if j == 1 {
+					enc, body = w.html, w.m.HTML
+				}
+				if got := p.Header.Get("Content-Transfer-Encoding"); got != enc {
+					t.Errorf("message %d part %d: Content-Transfer-Encoding %q, want %q", i, j, got, enc)
+				}
+				if strings.ReplaceAll(p.Body, "\r\n", "\n") != body {
+					t.Errorf("message %d part %d body %q, want %q", i, j, p.Body, body)
+				}
+			}
+		}
+	})
+}
+
 func TestSendTextOnlyWithoutUnsubscribe(t *testing.T) {
 	t.Parallel()
 	srv, s := setup(t, func(c *email.Config) { c.ListID = "Status <status-list.example.org>" })
