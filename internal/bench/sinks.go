@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -201,6 +202,7 @@ type smtpSession struct {
 	hello bool     // EHLO or HELO seen
 	mail  bool     // MAIL FROM accepted: a transaction is open
 	rcpts []string // accepted recipients of the open transaction
+	size  int      // bytes of the message so far
 }
 
 func (s *smtpSink) serve(c net.Conn) {
@@ -265,6 +267,7 @@ func (x *smtpSession) flush() error {
 
 func (x *smtpSession) resetTransaction() {
 	x.mail = false
+	x.size = 0
 	x.rcpts = x.rcpts[:0]
 }
 
@@ -287,7 +290,7 @@ func (x *smtpSession) command(line []byte) (quit bool) {
 	case "EHLO":
 		x.hello = true
 		x.resetTransaction()
-		x.reply("250-sink.bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE " + strconv.Itoa(smtpMaxSize))
+		x.reply("250-sink.bench\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE " + strconv.Itoa(smtpMaxSize))
 	case "HELO":
 		x.hello = true
 		x.resetTransaction()
@@ -329,6 +332,8 @@ func (x *smtpSession) command(line []byte) (quit bool) {
 			return false
 		}
 		return x.data()
+	case "BDAT":
+		return x.bdat(arg)
 	case "RSET":
 		x.resetTransaction()
 		x.reply("250 2.0.0 OK")
@@ -386,8 +391,16 @@ func (x *smtpSession) data() (quit bool) {
 		}
 		size += len(line)
 	}
+	x.size += size
+	return x.endMessage()
+}
+
+// endMessage answers the end of a message (DATA or the last BDAT chunk):
+// after the sink's latency it counts the recipients. It reports whether the
+// connection must end.
+func (x *smtpSession) endMessage() (quit bool) {
 	defer x.resetTransaction()
-	if size > smtpMaxSize {
+	if x.size > smtpMaxSize {
 		x.reply("552 5.3.4 Message too big")
 		return false
 	}
@@ -406,6 +419,34 @@ func (x *smtpSession) data() (quit bool) {
 	_ = x.c.SetDeadline(time.Now().Add(smtpTimeout))
 	x.reply("250 2.0.0 OK: queued")
 	return false
+}
+
+// bdat handles "BDAT size [LAST]" (RFC 3030): the chunk of size bytes that
+// follows is read (and discarded) even when the command is refused, and the
+// last chunk ends the message like the end of DATA. It reports whether the
+// connection must end.
+func (x *smtpSession) bdat(arg []byte) (quit bool) {
+	sizeArg, last, _ := bytes.Cut(arg, []byte(" "))
+	size, err := strconv.ParseUint(string(sizeArg), 10, 31)
+	if err != nil || (len(last) > 0 && !bytes.EqualFold(last, []byte("LAST"))) {
+		// The chunk's size is unknown: the session cannot go on.
+		x.reply("501 5.5.4 Syntax: BDAT size [LAST]")
+		return true
+	}
+	if _, err := io.CopyN(io.Discard, x.r, int64(size)); err != nil {
+		return true
+	}
+	if len(x.rcpts) == 0 {
+		x.resetTransaction()
+		x.reply("503 5.5.1 Need RCPT before BDAT")
+		return false
+	}
+	x.size += int(size)
+	if len(last) == 0 {
+		x.reply("250 2.0.0 " + strconv.FormatUint(size, 10) + " octets received")
+		return false
+	}
+	return x.endMessage()
 }
 
 // twilioSink answers Twilio's create-message request with 201 and a

@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -355,5 +356,43 @@ func TestTwilioSinkResponse(t *testing.T) {
 	}
 	if a, d, _ := s.tally.snapshot(); a != 1 || d != 1 {
 		t.Errorf("tally: accepted %d, distinct %d", a, d)
+	}
+}
+
+func TestSMTPSinkChunking(t *testing.T) {
+	s, _ := testSMTPSink(t, 0)
+	c, tc := dialSink(t, s)
+	if ehlo := cmd(t, tc, 250, "EHLO crier.example"); !strings.Contains(ehlo, "\nCHUNKING") {
+		t.Errorf("EHLO reply lacks CHUNKING:\n%s", ehlo)
+	}
+	// One message in one chunk, pipelined; the chunk holds a line "." that
+	// must not end anything.
+	body := "Subject: x\r\n\r\n.\r\nhello\r\n"
+	send(t, c, "MAIL FROM:<a@bench.example>\r\nRCPT TO:<manager1@x.example>\r\nBDAT "+strconv.Itoa(len(body))+" LAST\r\n"+body)
+	expect(t, tc, 250, "MAIL")
+	expect(t, tc, 250, "RCPT")
+	expect(t, tc, 250, "BDAT LAST")
+	checkTally(t, s, 1, 1, 0)
+	// Two chunks: counted once, at the last.
+	cmd(t, tc, 250, "MAIL FROM:<a@bench.example>")
+	cmd(t, tc, 250, "RCPT TO:<manager2@x.example>")
+	send(t, c, "BDAT 5\r\nabcde")
+	expect(t, tc, 250, "first chunk")
+	checkTally(t, s, 1, 1, 0)
+	send(t, c, "BDAT 3 LAST\r\nfg\n")
+	expect(t, tc, 250, "last chunk")
+	checkTally(t, s, 2, 2, 0)
+	// Without a recipient the chunk is still read, then refused, and the
+	// session goes on.
+	send(t, c, "MAIL FROM:<a@bench.example>\r\nBDAT 4 LAST\r\nRSETNOOP\r\n")
+	expect(t, tc, 250, "MAIL")
+	expect(t, tc, 503, "BDAT without RCPT")
+	expect(t, tc, 250, "NOOP after the chunk")
+	checkTally(t, s, 2, 2, 0)
+	// A size that cannot be read ends the session.
+	send(t, c, "BDAT many LAST\r\n")
+	expect(t, tc, 501, "BDAT many")
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after a malformed BDAT: read %v, want EOF", err)
 	}
 }

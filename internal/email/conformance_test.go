@@ -14,12 +14,12 @@ import (
 )
 
 func TestSenderConformance(t *testing.T) {
-	for name, noPipelining := range map[string]bool{"pipelined": false, "serial": true} {
-		t.Run(name, func(t *testing.T) { conformance(t, noPipelining) })
+	for name, mode := range modes {
+		t.Run(name, func(t *testing.T) { conformance(t, mode) })
 	}
 }
 
-func conformance(t *testing.T, noPipelining bool) {
+func conformance(t *testing.T, mode func(*email.Config)) {
 	sendertest.Run(t, func(t *testing.T) sendertest.Harness {
 		var mu sync.Mutex
 		refused, throttled := map[string]bool{}, map[string]bool{}
@@ -38,7 +38,9 @@ func conformance(t *testing.T, noPipelining bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := email.New(email.Config{Settings: settings, From: "Status <status@crier.example>", PoolSize: 4, NoPipelining: noPipelining})
+		cfg := email.Config{Settings: settings, From: "Status <status@crier.example>", PoolSize: 4}
+		mode(&cfg)
+		s, err := email.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -45,46 +46,130 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 	if err := w.Flush(); err != nil {
 		return stageMail, err
 	}
-	var refused error
-	refusedAt := stageMail
-	for _, step := range [...]struct {
-		st   stage
-		code int
-	}{{stageMail, 250}, {stageRcpt, 25}, {stageData, 354}} {
-		_, _, err := t.ReadResponse(step.code)
-		if err == nil {
-			continue
-		}
-		var reply *textproto.Error
-		if !errors.As(err, &reply) {
-			if refused != nil {
-				// The server hung up after refusing (421 does): the
-				// refusal is the news; RSET then fails and the
-				// connection is dropped.
-				return refusedAt, refused
-			}
-			return step.st, err
-		}
-		if refused == nil {
-			refused, refusedAt = err, step.st
-		}
-	}
-	if refused != nil {
-		if refusedAt != stageData {
+	st, dataAccepted, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageData, 354}})
+	if err != nil {
+		if st != stageData && dataAccepted {
 			// DATA must be refused when MAIL or RCPT was (RFC 2920,
 			// section 3.1); a server that answered 354 anyway gets the
 			// message ended at once, with no recipient to go to.
-			if err := endEmptyData(t); err != nil {
-				return refusedAt, errors.Join(refused, err)
+			if derr := endEmptyData(t); derr != nil {
+				return st, errors.Join(err, derr)
 			}
 		}
-		return refusedAt, refused
+		return st, err
 	}
 	if err := writeData(w, body); err != nil {
 		return stageBody, err
 	}
-	_, _, err := t.ReadResponse(250)
+	_, _, err = t.ReadResponse(250)
 	return stageEnd, err
+}
+
+// chunked runs one transaction with CHUNKING (RFC 3030) on top of
+// pipelining: MAIL, RCPT and "BDAT size LAST" followed by the whole message
+// go out in one write, and the three replies come back together. One round
+// trip per message, and no dot-stuffing: the size says where the message
+// ends. scratch is reused for the bytes on the wire.
+//
+// As with pipelined, every reply is read, and the stage returned is that of
+// the first refusal; a refused BDAT is the refusal of the message itself
+// (stageEnd). The server reads the chunk even after refusing MAIL or RCPT
+// (RFC 3030, section 2), so the session stays in step.
+func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buffer) (stage, error) {
+	scratch.Reset()
+	scratch.WriteString("MAIL FROM:")
+	scratch.WriteString(s.envFrom)
+	scratch.WriteString(pc.mailParams)
+	scratch.WriteString("\r\nRCPT TO:")
+	scratch.WriteString(rcpt)
+	scratch.WriteString("\r\nBDAT ")
+	scratch.Write(strconv.AppendInt(scratch.AvailableBuffer(), int64(crlfLen(body)), 10))
+	scratch.WriteString(" LAST\r\n")
+	appendCRLF(scratch, body)
+	t := pc.client.Text
+	// Nothing is buffered in t.W between transactions, so this is one
+	// write on the connection.
+	if _, err := t.W.Write(scratch.Bytes()); err != nil {
+		return stageMail, err
+	}
+	if err := t.W.Flush(); err != nil {
+		return stageMail, err
+	}
+	st, _, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageEnd, 250}})
+	return st, err
+}
+
+// reply is a reply expected for a pipelined command.
+type reply struct {
+	st   stage
+	code int // as textproto.Reader.ReadResponse takes it
+}
+
+// readReplies reads one reply per command sent, even after a refusal, so
+// the session stays in step. It returns the stage of the first refusal and
+// its error, or of the first failure that is not a reply (I/O, a malformed
+// reply: the session is then in an unknown state and must be dropped) when
+// nothing was refused before it; lastOK reports whether the last command
+// was accepted.
+func readReplies(t *textproto.Conn, want []reply) (st stage, lastOK bool, err error) {
+	var refused error
+	refusedAt := want[0].st
+	for _, w := range want {
+		_, _, err := t.ReadResponse(w.code)
+		lastOK = err == nil
+		if err == nil {
+			continue
+		}
+		var tp *textproto.Error
+		if !errors.As(err, &tp) {
+			if refused != nil {
+				// The server hung up after refusing (421 does): the
+				// refusal is the news; RSET then fails and the
+				// connection is dropped.
+				return refusedAt, false, refused
+			}
+			return w.st, false, err
+		}
+		if refused == nil {
+			refused, refusedAt = err, w.st
+		}
+	}
+	return refusedAt, lastOK, refused
+}
+
+// crlfLen is the length of body once appendCRLF has written it.
+func crlfLen(body []byte) int {
+	n := len(body)
+	for i, c := range body {
+		if c == '\n' && (i == 0 || body[i-1] != '\r') {
+			n++
+		}
+	}
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		n += 2
+	}
+	return n
+}
+
+// appendCRLF writes body to b with every line ended by CRLF (a bare LF
+// gets its CR, and a last line without an ending gets one), as BDAT
+// requires of the message since nothing else normalises it.
+func appendCRLF(b *bytes.Buffer, body []byte) {
+	for len(body) > 0 {
+		i := bytes.IndexByte(body, '\n')
+		if i < 0 {
+			b.Write(body)
+			b.WriteString("\r\n")
+			return
+		}
+		if i > 0 && body[i-1] == '\r' {
+			b.Write(body[:i+1])
+		} else {
+			b.Write(body[:i])
+			b.WriteString("\r\n")
+		}
+		body = body[i+1:]
+	}
 }
 
 // endEmptyData ends a DATA that a server accepted after refusing MAIL or

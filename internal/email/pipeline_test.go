@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -291,4 +292,79 @@ func TestEightBitRecomposedForServerWithout8BITMIME(t *testing.T) {
 	if s.eightBit.Load() {
 		t.Error("the sender still composes in 8bit after a connection without 8BITMIME")
 	}
+}
+
+func TestChunkingSendsOneWritePerMessage(t *testing.T) {
+	url, reads := scriptedServer(t, []string{"PIPELINING", "CHUNKING", "8BITMIME"}, func(in string) string {
+		switch {
+		case strings.HasPrefix(in, "MAIL") && strings.Contains(in, "gone@"):
+			return "250 ok\r\n550 5.1.1 no such user\r\n503 5.5.1 no valid recipients\r\n"
+		case strings.HasPrefix(in, "MAIL"):
+			return "250 ok\r\n250 ok\r\n250 queued\r\n"
+		case strings.HasPrefix(in, "RSET"):
+			return "250 reset\r\n"
+		}
+		return "500 unexpected\r\n"
+	})
+	s := scriptedSender(t, url)
+	s.eightBit.Store(true) // as after an earlier connection: the text goes as it is
+	m := scriptedMessage()
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	gone := scriptedMessage()
+	gone.To = "gone@care.example"
+	_, err := s.Send(context.Background(), gone)
+	var pe *deliver.PermanentError
+	if !errors.As(err, &pe) || pe.Code != "550" {
+		t.Fatalf("Send to a refused recipient: %v, want a permanent 550", err)
+	}
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send after the refusal, on the same connection: %v", err)
+	}
+	got := reads()
+	if len(got) != 4 || got[2] != "RSET\r\n" {
+		t.Fatalf("server reads %q, want message, message, RSET, message", got)
+	}
+	head, msg, ok := strings.Cut(got[0], " LAST\r\n")
+	const prefix = "MAIL FROM:<status@crier.example> BODY=8BITMIME\r\nRCPT TO:<manager@care.example>\r\nBDAT "
+	if !ok || !strings.HasPrefix(head, prefix) {
+		t.Fatalf("first write %q, want %q…", got[0], prefix)
+	}
+	if size := head[len(prefix):]; size != strconv.Itoa(len(msg)) {
+		t.Errorf("BDAT %s, but %d bytes follow", size, len(msg))
+	}
+	if !strings.Contains(msg, "\r\ntext\r\n.leading dot\r\n") || strings.Contains(strings.ReplaceAll(msg, "\r\n", ""), "\n") {
+		t.Errorf("message %q: want CRLF lines and no dot-stuffing", msg)
+	}
+}
+
+func FuzzAppendCRLF(f *testing.F) {
+	for _, s := range []string{"", "a", "a\n", "a\r\n", "\n\n", "\r\n.\r\n", "x\ry\n", "end without newline"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b bytes.Buffer
+		appendCRLF(&b, body)
+		out := b.Bytes()
+		if len(out) != crlfLen(body) {
+			t.Fatalf("crlfLen(%q) = %d, appendCRLF wrote %d bytes", body, crlfLen(body), len(out))
+		}
+		if len(body) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+			t.Fatalf("appendCRLF(%q) = %q: last line not ended", body, out)
+		}
+		for i, c := range out {
+			if c == '\n' && (i == 0 || out[i-1] != '\r') {
+				t.Fatalf("appendCRLF(%q) = %q: bare LF at %d", body, out, i)
+			}
+		}
+		// Only CRs before LFs were added, and a final CRLF.
+		want := bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n"))
+		if len(body) > 0 && body[len(body)-1] != '\n' {
+			want = append(want, '\n')
+		}
+		if got := bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n")); !bytes.Equal(got, want) {
+			t.Fatalf("appendCRLF(%q) = %q: content changed", body, out)
+		}
+	})
 }

@@ -45,17 +45,23 @@ func setup(t testing.TB, edit func(*email.Config), opts ...smtptest.Option) (*sm
 	return srv, s
 }
 
-// transactionModes runs f once with command pipelining (the test server
-// offers PIPELINING) and once with commands sent one at a time; mode
-// edits the sender's configuration to choose.
+// transactionModes runs f once for each way of sending a message (the test
+// server offers PIPELINING and CHUNKING): BDAT, pipelined DATA, and one
+// command at a time; mode edits the sender's configuration to choose.
 func transactionModes(t *testing.T, f func(t *testing.T, mode func(*email.Config))) {
 	t.Helper()
-	for name, noPipelining := range map[string]bool{"pipelined": false, "serial": true} {
+	for name, mode := range modes {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f(t, func(c *email.Config) { c.NoPipelining = noPipelining })
+			f(t, mode)
 		})
 	}
+}
+
+var modes = map[string]func(*email.Config){
+	"chunked":   func(*email.Config) {},
+	"pipelined": func(c *email.Config) { c.NoChunking = true },
+	"serial":    func(c *email.Config) { c.NoPipelining = true },
 }
 
 // message returns a realistic notification for delivery id to rcpt.
