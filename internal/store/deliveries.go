@@ -84,15 +84,23 @@ type Outcome struct {
 	Error      string
 	// NextAttemptAt is when a retried delivery is due again.
 	NextAttemptAt time.Time
-	StartedAt     time.Time
+	// StartedAt is when the attempt began; with ID and Attempt it
+	// identifies the attempt row. Zero means the time of the Record call,
+	// so outcomes written again would then be recorded twice.
+	StartedAt time.Time
 }
 
 // Record writes a batch of outcomes and their attempt rows in one round
 // trip. A delivery that goes back to the queue (retry, released) becomes
 // superseded instead when a newer update of its incident has been fanned
-// out to the same subscriber and channel meanwhile. Only rows still leased by owner change state: a lease that expired
-// and was claimed again by another worker is left to that worker (the
-// attempt is still recorded). It returns how many deliveries changed.
+// out to the same subscriber and channel meanwhile. Only rows still leased
+// by owner for the outcome's attempt change state: a lease that expired and
+// was claimed again, by another worker or by this one, is left to that
+// newer attempt (this attempt is still recorded). It returns how many
+// deliveries changed.
+//
+// Writing the same outcomes again, as a caller retrying after an error
+// does, records no attempt twice (see the insert below).
 func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (int64, error) {
 	n := len(outcomes)
 	ids := make([]int64, n)
@@ -142,12 +150,21 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 				sent_at = CASE WHEN o.outcome = 'sent' THEN now() ELSE d.sent_at END,
 				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 			FROM o
-			WHERE d.id = o.id AND d.state = 'sending' AND d.lease_owner = $9
+			WHERE d.id = o.id AND d.state = 'sending' AND d.lease_owner = $9 AND d.attempts = o.attempt
 			RETURNING d.id
 		), att AS (
 			INSERT INTO delivery_attempts (delivery_id, attempt, started_at, outcome, provider_id, error_code, error)
 			SELECT o.id, o.attempt, o.started_at, o.outcome, nullif(o.provider_id, ''), nullif(o.error_code, ''), nullif(o.error, '')
 			FROM o WHERE o.outcome <> 'released'
+			-- An error can come after the commit (the connection broke
+			-- before the answer), and the caller then writes the batch
+			-- again: the attempts already recorded are skipped, not
+			-- doubled, and do not fail the retry with a unique violation.
+			-- Distinct attempts never share the key: the number rises
+			-- with every claim, and when one comes back (RetryFailed
+			-- resets the count, a release hands it back) the new attempt
+			-- starts later.
+			ON CONFLICT (delivery_id, attempt, started_at) DO NOTHING
 		)
 		SELECT count(*) FROM upd`,
 		ids, attempts, kinds, providerIDs, codes, errs, next, started, owner).Scan(&changed)

@@ -1,0 +1,133 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/migrations"
+)
+
+// Every migration rolls back and applies again; the delivery_attempts key
+// (00004) keeps the rows written before it, without the copies that retried
+// Record calls used to leave, and rolling it back restores id and index.
+func TestMigrationsRollBackAndApplyAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	sources := p.ListSources()
+	last := sources[len(sources)-1].Version
+
+	// The template is fully migrated: everything rolls back.
+	if _, err := p.DownTo(ctx, 0); err != nil {
+		t.Fatalf("roll back all: %v", err)
+	}
+	if v, err := p.GetDBVersion(ctx); err != nil || v != 0 {
+		t.Fatalf("version after rolling back all: %d %v", v, err)
+	}
+	if _, err := p.UpTo(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	schema := func() (key, indexes string) {
+		t.Helper()
+		err := st.Pool().QueryRow(ctx, `
+			SELECT (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+			        FROM pg_constraint c
+			        CROSS JOIN unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+			        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+			        WHERE c.conrelid = 'delivery_attempts'::regclass AND c.contype = 'p'),
+			       (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+			        WHERE schemaname = 'public' AND tablename = 'delivery_attempts')`).Scan(&key, &indexes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key, indexes
+	}
+	const (
+		oldKey, oldIndexes = "id", "delivery_attempts_delivery,delivery_attempts_pkey"
+		newKey, newIndexes = "delivery_id,attempt,started_at", "delivery_attempts_pkey"
+	)
+	if key, idx := schema(); key != oldKey || idx != oldIndexes {
+		t.Fatalf("at 3: key %q, indexes %q", key, idx)
+	}
+	// Attempts as the old Record wrote them: delivery 1's first attempt
+	// twice (a retried batch), and attempt 1 again after a manual retry.
+	t0 := time.Date(2025, 11, 10, 13, 35, 0, 123456000, time.UTC)
+	if _, err := st.Pool().Exec(ctx, `
+		INSERT INTO delivery_attempts (delivery_id, attempt, started_at, outcome)
+		VALUES (1, 1, $1, 'retry'), (1, 1, $1, 'retry'), (1, 2, $1 + interval '5 s', 'failed'),
+		       (1, 1, $1 + interval '1 h', 'sent'), (2, 1, $1, 'sent')`, t0); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		t.Helper()
+		if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM delivery_attempts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	if _, err := p.UpTo(ctx, 4); err != nil {
+		t.Fatalf("apply 4: %v", err)
+	}
+	if key, idx := schema(); key != newKey || idx != newIndexes {
+		t.Errorf("at 4: key %q, indexes %q; want %q, %q", key, idx, newKey, newIndexes)
+	}
+	if n := count(); n != 4 {
+		t.Errorf("at 4: %d attempt rows, want 4 (the copy removed)", n)
+	}
+	var hasID bool
+	if err := st.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_name = 'delivery_attempts' AND column_name = 'id')`).Scan(&hasID); err != nil || hasID {
+		t.Errorf("at 4: id column still there (%v)", err)
+	}
+
+	if _, err := p.DownTo(ctx, 3); err != nil {
+		t.Fatalf("roll back 4: %v", err)
+	}
+	if key, idx := schema(); key != oldKey || idx != oldIndexes {
+		t.Errorf("4 rolled back: key %q, indexes %q; want %q, %q", key, idx, oldKey, oldIndexes)
+	}
+	var ids, distinct int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(id), count(DISTINCT id) FROM delivery_attempts`).Scan(&ids, &distinct); err != nil || ids != 4 || distinct != 4 {
+		t.Errorf("4 rolled back: %d ids, %d distinct (%v), want 4 rows numbered", ids, distinct, err)
+	}
+	// The old schema takes inserts again, duplicates included.
+	if _, err := st.Pool().Exec(ctx, `INSERT INTO delivery_attempts (delivery_id, attempt, started_at, outcome)
+		VALUES (2, 1, $1, 'sent')`, t0); err != nil {
+		t.Errorf("insert after rolling back 4: %v", err)
+	}
+
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("apply all again: %v", err)
+	}
+	if v, err := p.GetDBVersion(ctx); err != nil || v != last {
+		t.Errorf("version %d (%v), want %d", v, err, last)
+	}
+	if key, idx := schema(); key != newKey || idx != newIndexes {
+		t.Errorf("applied again: key %q, indexes %q", key, idx)
+	}
+	if n := count(); n != 4 {
+		t.Errorf("applied again: %d attempt rows, want 4", n)
+	}
+	// And the store works on the result.
+	if _, err := st.Record(ctx, "w", []store.Outcome{{ID: 2, Attempt: 1, Outcome: store.OutcomeSent, StartedAt: t0}}); err != nil {
+		t.Errorf("record on the migrated schema: %v", err)
+	}
+	if n := count(); n != 4 {
+		t.Errorf("after recording a known attempt: %d rows, want 4", n)
+	}
+	if pending, err := st.MigrationsPending(ctx); err != nil || pending {
+		t.Errorf("pending: %t %v", pending, err)
+	}
+}
