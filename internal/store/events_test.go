@@ -94,3 +94,34 @@ func TestConcurrentMigrationsAgree(t *testing.T) {
 		t.Errorf("pending after migrate: %t %v", pending, err)
 	}
 }
+
+// A new event is fanned out with plain inserts. When some of its
+// deliveries appear meanwhile (another process got the same message from
+// JetStream and fanned out a chunk first), the chunk that meets them is
+// fanned out again skipping them, and so is the rest.
+func TestFreshFanOutMeetingExistingDeliveriesSkipsThem(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	loadSubscribers(t, st, 23)
+	ev := incidenttest.Updates()[3]
+	// As the other process would have: email deliveries to subscribers
+	// 6-8, in the second chunk (ids 6-15) of chunks of 5, 10, 20.
+	if _, err := st.Pool().Exec(ctx, `
+		INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address)
+		SELECT $1, $2, $3, id, 'email', email FROM subscribers WHERE id BETWEEN 6 AND 8`,
+		ev.ID, ev.IncidentID, ev.OccurredAt); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5)
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	if res.Duplicate || res.Chunks != 3 || res.Queued["email"] != 20 || res.Queued["sms"] != 23 {
+		t.Errorf("result %+v, want 3 chunks queuing 20 emails (3 existed) and 23 texts", res)
+	}
+	var n, distinct int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT (subscriber_id, channel)) FROM deliveries WHERE event_id = $1`, ev.ID).Scan(&n, &distinct); err != nil || n != 46 || distinct != 46 {
+		t.Errorf("%d deliveries, %d distinct (%v), want 46", n, distinct, err)
+	}
+}
