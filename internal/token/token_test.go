@@ -64,3 +64,14 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkMake(b *testing.B) {
+	s, err := NewSigner(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = s.Make(PurposeUnsubscribeEmail, int64(i), 0)
+	}
+}
