@@ -62,7 +62,9 @@ type Config struct {
 	// Claimers is how many claim statements may run at once (default 2).
 	Claimers int
 	// FlushInterval bounds how long an outcome waits to be written with
-	// others (default 20ms).
+	// others (default 50ms). Longer means fuller batches and fewer
+	// statements (at 5,000 sends/s, 50ms fills a batch of 200); shorter
+	// means fewer sends repeated when the process dies before writing them.
 	FlushInterval time.Duration
 	// RatePerSecond, when positive, limits claims and concurrency so that
 	// no claimed delivery waits longer than half its lease, and no sender
@@ -100,7 +102,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.MaxBackoff, 10*time.Minute)
 	def(&c.PollInterval, 500*time.Millisecond)
 	def(&c.ReapInterval, 5*time.Second)
-	def(&c.FlushInterval, 20*time.Millisecond)
+	def(&c.FlushInterval, 50*time.Millisecond)
 	if c.RatePerSecond > 0 {
 		// Everything claimed and not yet sent waits behind the rate
 		// limit: the claimer's batch, a batch queued for the senders and
