@@ -131,7 +131,7 @@ const maxLine = 998
 // than SMTP allows. The rendered notifications always are, unless an event
 // body holds a paragraph of over 998 bytes.
 func eightBitSafe(body string) bool {
-	if !utf8.ValidString(body) || strings.ContainsAny(body, "\x00\r") {
+	if !utf8.ValidString(body) || strings.IndexByte(body, 0) >= 0 || strings.IndexByte(body, '\r') >= 0 {
 		return false
 	}
 	for len(body) > maxLine {

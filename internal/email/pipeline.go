@@ -137,14 +137,10 @@ func readReplies(t *textproto.Conn, want []reply) (st stage, lastOK bool, err er
 	return refusedAt, lastOK, refused
 }
 
-// crlfLen is the length of body once appendCRLF has written it.
+// crlfLen is the length of body once appendCRLF has written it: a CR more
+// for every LF without one, and CRLF after a last line without an ending.
 func crlfLen(body []byte) int {
-	n := len(body)
-	for i, c := range body {
-		if c == '\n' && (i == 0 || body[i-1] != '\r') {
-			n++
-		}
-	}
+	n := len(body) + bytes.Count(body, []byte{'\n'}) - bytes.Count(body, []byte("\r\n"))
 	if len(body) > 0 && body[len(body)-1] != '\n' {
 		n += 2
 	}
