@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -23,6 +24,14 @@ func mailParams(has func(ext string) bool) string {
 	return p.String()
 }
 
+// writeEnvelope writes the MAIL and RCPT commands of a pipelined
+// transaction to w (buffered: a write to it does not fail).
+func (s *Sender) writeEnvelope(w io.StringWriter, pc *conn, rcpt string) {
+	for _, part := range [...]string{"MAIL FROM:", s.envFrom, pc.mailParams, "\r\nRCPT TO:", rcpt, "\r\n"} {
+		w.WriteString(part)
+	}
+}
+
 // pipelined runs one transaction with command pipelining (RFC 2920), on a
 // server that offers PIPELINING: MAIL, RCPT and DATA go out in one write
 // and their three replies are read together, then the message and its
@@ -37,12 +46,8 @@ func mailParams(has func(ext string) bool) string {
 func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 	t := pc.client.Text
 	w := t.W
-	w.WriteString("MAIL FROM:")
-	w.WriteString(s.envFrom)
-	w.WriteString(pc.mailParams)
-	w.WriteString("\r\nRCPT TO:")
-	w.WriteString(rcpt)
-	w.WriteString("\r\nDATA\r\n")
+	s.writeEnvelope(w, pc, rcpt)
+	w.WriteString("DATA\r\n")
 	if err := w.Flush(); err != nil {
 		return stageMail, err
 	}
@@ -77,12 +82,8 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 // (RFC 3030, section 2), so the session stays in step.
 func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buffer) (stage, error) {
 	scratch.Reset()
-	scratch.WriteString("MAIL FROM:")
-	scratch.WriteString(s.envFrom)
-	scratch.WriteString(pc.mailParams)
-	scratch.WriteString("\r\nRCPT TO:")
-	scratch.WriteString(rcpt)
-	scratch.WriteString("\r\nBDAT ")
+	s.writeEnvelope(scratch, pc, rcpt)
+	scratch.WriteString("BDAT ")
 	scratch.Write(strconv.AppendInt(scratch.AvailableBuffer(), int64(crlfLen(body)), 10))
 	scratch.WriteString(" LAST\r\n")
 	appendCRLF(scratch, body)
