@@ -58,15 +58,6 @@ type Config struct {
 	// CA. ServerName defaults to Settings.Host and MinVersion to TLS 1.2.
 	TLSConfig *tls.Config
 
-	// NoPipelining sends MAIL, RCPT and DATA one at a time, each waiting
-	// for its reply, even to a server that offers PIPELINING (RFC 2920).
-	NoPipelining bool
-
-	// NoChunking sends each message with DATA rather than BDAT (RFC 3030),
-	// even to a server that offers CHUNKING and PIPELINING: two round trips
-	// per message instead of one.
-	NoChunking bool
-
 	// HELO is the name sent with EHLO. Default: the machine's host name.
 	HELO string
 }

@@ -419,10 +419,10 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 	has := func(ext string) bool { ok, _ := client.Extension(ext); return ok }
 	s.eightBit.Store(has("8BITMIME"))
 	pc := &conn{client: client, raw: h.get(), mailParams: mailParams(has), eightBit: has("8BITMIME")}
-	pc.pipelining = has("PIPELINING") && !s.cfg.NoPipelining
+	pc.pipelining = has("PIPELINING") && !s.cfg.Settings.NoPipelining
 	// BDAT is sent behind MAIL and RCPT without waiting, so it needs
 	// PIPELINING too (RFC 3030, section 4.2).
-	pc.chunking = pc.pipelining && has("CHUNKING") && !s.cfg.NoChunking
+	pc.chunking = pc.pipelining && has("CHUNKING") && !s.cfg.Settings.NoChunking
 	return pc, nil
 }
 

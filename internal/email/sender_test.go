@@ -60,8 +60,8 @@ func transactionModes(t *testing.T, f func(t *testing.T, mode func(*email.Config
 
 var modes = map[string]func(*email.Config){
 	"chunked":   func(*email.Config) {},
-	"pipelined": func(c *email.Config) { c.NoChunking = true },
-	"serial":    func(c *email.Config) { c.NoPipelining = true },
+	"pipelined": func(c *email.Config) { c.Settings.NoChunking = true },
+	"serial":    func(c *email.Config) { c.Settings.NoPipelining = true },
 }
 
 // message returns a realistic notification for delivery id to rcpt.

@@ -56,6 +56,13 @@ type Settings struct {
 	Username string
 	Password string `json:"-"`
 	Security Security
+	// NoPipelining (pipelining=off) sends MAIL, RCPT and DATA one at a
+	// time, each waiting for its reply, even to a server that offers
+	// PIPELINING (RFC 2920): for a relay whose pipelining is broken.
+	NoPipelining bool
+	// NoChunking (chunking=off) sends messages with DATA rather than BDAT
+	// (RFC 3030) even to a server that offers CHUNKING and PIPELINING.
+	NoChunking bool
 }
 
 // ParseURL parses an SMTP server URL:
@@ -65,9 +72,10 @@ type Settings struct {
 //	smtp://host:1025?tls=none        plain text, only when asked for
 //
 // The userinfo is percent-decoded, so a password with '@', ':' or '/' is
-// written %40, %3A, %2F. The query may only hold tls, with the values
-// starttls or none for smtp:// and tls for smtps://. Errors wrap ErrBadURL
-// and never repeat the password.
+// written %40, %3A, %2F. The query may hold tls, with the values starttls
+// or none for smtp:// and tls for smtps://, and pipelining and chunking,
+// each on (the default: used when the server offers it) or off. Errors
+// wrap ErrBadURL and never repeat the password.
 func ParseURL(raw string) (Settings, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
@@ -118,11 +126,24 @@ func ParseURL(raw string) (Settings, error) {
 		return Settings{}, fmt.Errorf("%w: bad query: %v", ErrBadURL, err)
 	}
 	for k, v := range q {
-		if k != "tls" {
-			return Settings{}, fmt.Errorf("%w: unknown parameter %q (only tls is known)", ErrBadURL, k)
-		}
 		if len(v) != 1 {
-			return Settings{}, fmt.Errorf("%w: tls given %d times", ErrBadURL, len(v))
+			return Settings{}, fmt.Errorf("%w: %s given %d times", ErrBadURL, k, len(v))
+		}
+		switch k {
+		case "tls":
+		case "pipelining", "chunking":
+			off, ok := map[string]bool{"on": false, "off": true}[strings.ToLower(v[0])]
+			if !ok {
+				return Settings{}, fmt.Errorf("%w: unknown %s value %q (want on or off)", ErrBadURL, k, v[0])
+			}
+			if k == "pipelining" {
+				s.NoPipelining = off
+			} else {
+				s.NoChunking = off
+			}
+			continue
+		default:
+			return Settings{}, fmt.Errorf("%w: unknown parameter %q (tls, pipelining and chunking are known)", ErrBadURL, k)
 		}
 		switch mode := strings.ToLower(v[0]); {
 		case s.Security == STARTTLS && mode == "starttls":
@@ -149,12 +170,20 @@ func (s Settings) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s
 // "xxxxx".
 func (s Settings) String() string {
 	u := url.URL{Scheme: "smtp", Host: s.Addr()}
+	q := url.Values{}
 	switch s.Security {
 	case ImplicitTLS:
 		u.Scheme = "smtps"
 	case NoTLS:
-		u.RawQuery = "tls=none"
+		q.Set("tls", "none")
 	}
+	if s.NoPipelining {
+		q.Set("pipelining", "off")
+	}
+	if s.NoChunking {
+		q.Set("chunking", "off")
+	}
+	u.RawQuery = q.Encode()
 	switch {
 	case s.Password != "":
 		u.User = url.UserPassword(s.Username, "xxxxx")

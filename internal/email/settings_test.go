@@ -38,6 +38,10 @@ func TestParseURL(t *testing.T) {
 		{"smtp://user%2Bcrier%40example.org@smtp.example.org",
 			email.Settings{Host: "smtp.example.org", Port: 587, Username: "user+crier@example.org"}},
 		{"  smtp://smtp.example.org  ", email.Settings{Host: "smtp.example.org", Port: 587}},
+		{"smtp://smtp.example.org?pipelining=off",
+			email.Settings{Host: "smtp.example.org", Port: 587, NoPipelining: true}},
+		{"smtps://smtp.example.org?chunking=OFF&pipelining=on",
+			email.Settings{Host: "smtp.example.org", Port: 465, Security: email.ImplicitTLS, NoChunking: true}},
 	} {
 		got, err := email.ParseURL(tc.raw)
 		if tc.want == (email.Settings{}) {
@@ -71,6 +75,8 @@ func TestParseURLErrors(t *testing.T) {
 		{"smtps://smtp.example.org?tls=starttls", `unknown tls value "starttls"`},
 		{"smtp://smtp.example.org?tls=none&tls=none", "tls given 2 times"},
 		{"smtp://smtp.example.org?insecure=1", `unknown parameter "insecure"`},
+		{"smtp://smtp.example.org?pipelining=no", `unknown pipelining value "no" (want on or off)`},
+		{"smtp://smtp.example.org?chunking=off&chunking=on", "chunking given 2 times"},
 		{"smtp://smtp.example.org/relay", "unexpected path"},
 		{"smtp:smtp.example.org", "want smtp://host"},
 		{"smtp://user:secret%zz@smtp.example.org", "invalid"},
@@ -119,9 +125,10 @@ func TestSettingsMaskPassword(t *testing.T) {
 		t.Errorf("log line %q", logged.String())
 	}
 	for raw, want := range map[string]string{
-		"smtps://smtp.example.org":         "smtps://smtp.example.org:465",
-		"smtp://u@localhost:1025?tls=none": "smtp://u@localhost:1025?tls=none",
-		"smtp://[::1]:25":                  "smtp://[::1]:25",
+		"smtps://smtp.example.org":                         "smtps://smtp.example.org:465",
+		"smtp://u@localhost:1025?tls=none":                 "smtp://u@localhost:1025?tls=none",
+		"smtp://[::1]:25":                                  "smtp://[::1]:25",
+		"smtp://h:25?tls=none&chunking=off&pipelining=off": "smtp://h:25?chunking=off&pipelining=off&tls=none",
 	} {
 		s, err := email.ParseURL(raw)
 		if err != nil {
