@@ -229,8 +229,12 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		}
 		// A reused connection that fails at once at the first command, with
 		// 421 or closed without a reply, was most likely closed by the
-		// server while idle: nothing was accepted, so sending again cannot
-		// duplicate. A timeout is no such sign and is not retried.
+		// server while idle, so nothing was accepted: it is sent again at
+		// once on a new connection. (With BDAT the message went out in
+		// the same write as MAIL, so a server that took it and then died
+		// before answering would get it twice; but so would it from the
+		// retry that any transient failure gets.) A timeout is no such
+		// sign and is not retried here.
 		if !retried && reused && st == stageMail && droppedWhileIdle(err) {
 			pc = nil
 			continue
