@@ -186,15 +186,10 @@ func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if state != "" && !slices.Contains(deliveryStates, state) {
 		return fail(http.StatusBadRequest, "state", "state must be one of %s", strings.Join(deliveryStates, ", "))
 	}
-	after, err := queryInt(r, "after", 0, 1<<62)
+	after, limit, err := pageQuery(r)
 	if err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit", 100, 1000)
-	if err != nil {
-		return err
-	}
-	limit = max(1, limit)
 	id := r.PathValue("id")
 	if _, err := a.d.Store.GetEvent(r.Context(), id); err != nil {
 		return err

@@ -242,3 +242,15 @@ func queryInt(r *http.Request, name string, def, max int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// pageQuery reads the keyset pagination of a list: the id to start after
+// (default 0) and how many rows to return (default 100, 1 to 1,000).
+func pageQuery(r *http.Request) (after, limit int64, err error) {
+	if after, err = queryInt(r, "after", 0, 1<<62); err != nil {
+		return 0, 0, err
+	}
+	if limit, err = queryInt(r, "limit", 100, 1000); err != nil {
+		return 0, 0, err
+	}
+	return after, max(1, limit), nil
+}

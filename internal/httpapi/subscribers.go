@@ -231,15 +231,10 @@ func (a *API) getSubscriber(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listSubscribers(w http.ResponseWriter, r *http.Request) error {
-	after, err := queryInt(r, "after", 0, 1<<62)
+	after, limit, err := pageQuery(r)
 	if err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit", 100, 1000)
-	if err != nil {
-		return err
-	}
-	limit = max(1, limit)
 	subs, err := a.d.Store.ListSubscribers(r.Context(), after, int(limit)+1)
 	if err != nil {
 		return err
