@@ -39,23 +39,14 @@ type NewSubscriber struct {
 }
 
 // CreateSubscriber inserts a subscriber and their subscriptions. It returns
-// ErrConflict when the email or phone belongs to another subscriber and
-// ErrNotFound when a component does not exist.
+// ErrConflict when the email or phone belongs to another subscriber,
+// ErrNoAddress when it has neither, and ErrNotFound when a component does
+// not exist.
 func (s *Store) CreateSubscriber(ctx context.Context, n NewSubscriber) (int64, error) {
 	var id int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at)
-			VALUES (nullif($1, ''), nullif($2, ''), $3, $4,
-			        CASE WHEN $5 AND $1 <> '' THEN now() END,
-			        CASE WHEN $6 AND $2 <> '' THEN now() END)
-			RETURNING id`,
-			n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS).Scan(&id)
-		if isUniqueViolation(err) {
-			return fmt.Errorf("create subscriber: address: %w", ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("create subscriber: %w", err)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) (err error) {
+		if id, err = insertSubscriber(ctx, tx, n); err != nil {
+			return err
 		}
 		return setSubscriptions(ctx, tx, id, n.Components)
 	})
