@@ -767,3 +767,23 @@ func TestTwilioSinkCloseWithOpenConnections(t *testing.T) {
 	}
 	checkTally(t, s.tally, 0, 0, 0)
 }
+
+// FuzzMessageForm checks the sink's form reader against url.ParseQuery.
+func FuzzMessageForm(f *testing.F) {
+	for _, s := range []string{
+		"To=%2B447400000001&From=%2B447400999999&Body=Caf%C3%A9+%3Cb%3E+%26+co",
+		"To=%zz", "To=1;x", "T%6F=2&To=3", "Body=&Body=x", "x=%2", "&&To=+1&", "%=1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		to, from, body, ok := messageForm([]byte(s))
+		want, err := url.ParseQuery(s)
+		if ok != (err == nil) {
+			t.Fatalf("%q: ok %v, ParseQuery error %v", s, ok, err)
+		}
+		if ok && (to != want.Get("To") || from != want.Get("From") || body != want.Get("Body")) {
+			t.Fatalf("%q: %q %q %q, want %q %q %q", s, to, from, body, want.Get("To"), want.Get("From"), want.Get("Body"))
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -199,10 +200,10 @@ func twilioAccount(path []byte) ([]byte, bool) {
 // create answers a create-message request: after the sink's latency, 201
 // and the Message resource, and the recipient counted.
 func (x *httpConn) create(account []byte) error {
-	var form url.Values
+	var to, from, body string
 	if x.form {
-		var err error
-		if form, err = url.ParseQuery(string(x.body)); err != nil {
+		var ok bool
+		if to, from, body, ok = messageForm(x.body); !ok {
 			x.respond(http.StatusBadRequest, "", twilioBadForm)
 			return nil
 		}
@@ -223,15 +224,83 @@ func (x *httpConn) create(account []byte) error {
 		}
 		_ = x.c.SetDeadline(time.Now().Add(httpTimeout))
 	}
-	to := form.Get("To")
 	x.json.Reset()
 	_ = x.enc.Encode(twilioMessage{ // strings only: cannot fail
 		SID: x.sink.newSID(), AccountSID: string(account), To: to,
-		From: form.Get("From"), Body: form.Get("Body"), Status: "queued", NumSegments: "1",
+		From: from, Body: body, Status: "queued", NumSegments: "1",
 	})
 	x.respond(http.StatusCreated, "", x.json.Bytes())
 	x.sink.tally.accept(to)
 	return nil
+}
+
+// messageFields are the form fields messageForm returns, in order.
+var messageFields = []string{"To", "From", "Body"}
+
+// messageForm reads To, From and Body from a create-message form (the
+// first value of each), refusing what url.ParseQuery refuses: a semicolon
+// in a field, a malformed escape. Only the three values are unescaped
+// into strings; ParseQuery built a map of every field, a third of the
+// sink's CPU.
+func messageForm(form []byte) (to, from, body string, ok bool) {
+	var seen [3]bool
+	for field := range bytes.SplitSeq(form, []byte("&")) {
+		if len(field) == 0 {
+			continue
+		}
+		if bytes.IndexByte(field, ';') >= 0 {
+			return "", "", "", false
+		}
+		rawKey, value, _ := bytes.Cut(field, []byte("="))
+		key := string(rawKey) // not allocated: compared only
+		if bytes.ContainsAny(rawKey, "%+") {
+			k, err := url.QueryUnescape(key)
+			if err != nil {
+				return "", "", "", false
+			}
+			key = k
+		}
+		i := slices.Index(messageFields, key)
+		if i < 0 || seen[i] {
+			if !validEscapes(value) {
+				return "", "", "", false
+			}
+			continue
+		}
+		v, err := url.QueryUnescape(string(value))
+		if err != nil {
+			return "", "", "", false
+		}
+		seen[i] = true
+		switch i {
+		case 0:
+			to = v
+		case 1:
+			from = v
+		default:
+			body = v
+		}
+	}
+	return to, from, body, true
+}
+
+// validEscapes reports whether every % in b starts an escape, two hex
+// digits, as url.QueryUnescape requires.
+func validEscapes(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '%' {
+			continue
+		}
+		if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // respond writes a response with a JSON body, the body left out for HEAD.

@@ -539,3 +539,29 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSendUnreadableAnswer covers a 201 that Send cannot use: not JSON, or
+// JSON without a SID. Twilio may have accepted the text, so the error is
+// transient (at least once), and it says what was wrong.
+func TestSendUnreadableAnswer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, raw, want string }{
+		{"not JSON", "<html>created</html>", "reading Twilio's answer (HTTP 201)"},
+		{"no SID", `{"status":"queued"}`, "HTTP 201 without a message SID"},
+		{"SID not a string", `{"sid":42}`, "reading Twilio's answer (HTTP 201)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, nil)
+			b.srv.SetHook(twiliotest.Always(&twiliotest.Fault{Status: http.StatusCreated, Raw: tt.raw}))
+			sid, err := b.sender.Send(t.Context(), message(testTo))
+			if err == nil {
+				t.Fatalf("Send succeeded with %q", sid)
+			}
+			checkTyped(t, err, false, "", false, 0)
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+}
