@@ -298,8 +298,10 @@ func fanOutTime(ctx context.Context, dbURL, id string) (time.Duration, error) {
 	defer conn.Close(ctx)
 	var secs float64
 	err = conn.QueryRow(ctx, `
-		SELECT extract(epoch FROM (SELECT max(created_at) FROM deliveries WHERE event_id = $1) - received_at)
-		FROM events WHERE id = $1`, id).Scan(&secs)
+		SELECT extract(epoch FROM (SELECT max(d.created_at) FROM deliveries d
+		                           WHERE d.id BETWEEN e.first_delivery_id AND e.last_delivery_id AND d.event_id = e.id)
+		                          - e.received_at)
+		FROM events e WHERE e.id = $1`, id).Scan(&secs)
 	return time.Duration(secs * float64(time.Second)), err
 }
 

@@ -31,8 +31,10 @@ func (s *Store) RecentEvents(ctx context.Context, beforeSeq int64, limit int) ([
 // channel and state. Events without deliveries are absent from the map.
 func (s *Store) CountDeliveriesByEvent(ctx context.Context, eventIDs []string) (map[string][]StateCount, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT event_id, channel, state, count(*) FROM deliveries
-		WHERE event_id = ANY($1)
+		SELECT d.event_id, d.channel, d.state, count(*)
+		FROM events e
+		JOIN deliveries d ON d.id BETWEEN e.first_delivery_id AND e.last_delivery_id AND d.event_id = e.id
+		WHERE e.id = ANY($1)
 		GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, eventIDs)
 	if err != nil {
 		return nil, fmt.Errorf("count deliveries: %w", err)

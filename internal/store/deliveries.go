@@ -204,11 +204,20 @@ type Scope struct {
 	IncidentID string
 }
 
+// where is the condition on deliveries for sc, with its argument as $1.
+// It bounds the primary key by the events' delivery ids (see migration
+// 00006): there is no index on event_id.
 func (sc Scope) where() (string, []any) {
 	if sc.EventID != "" {
-		return "event_id = $1", []any{sc.EventID}
+		return `id BETWEEN (SELECT first_delivery_id FROM events WHERE id = $1)
+		           AND (SELECT last_delivery_id FROM events WHERE id = $1)
+		        AND event_id = $1`, []any{sc.EventID}
 	}
-	return "event_id IN (SELECT id FROM events WHERE incident_id = $1)", []any{sc.IncidentID}
+	// The span of the whole incident: other incidents' deliveries in it
+	// are read and left out.
+	return `id BETWEEN (SELECT min(first_delivery_id) FROM events WHERE incident_id = $1)
+	           AND (SELECT max(last_delivery_id) FROM events WHERE incident_id = $1)
+	        AND event_id IN (SELECT id FROM events WHERE incident_id = $1)`, []any{sc.IncidentID}
 }
 
 // StateCount is how many deliveries of a channel are in a state.

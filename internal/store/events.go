@@ -174,9 +174,9 @@ WITH keys AS (
 	               WHERE component_key IN (SELECT key FROM keys) AND subscriber_id >= $6 AND subscriber_id < $7)
 	  AND ch.address IS NOT NULL AND ch.confirmed_at IS NOT NULL AND ch.opted_out_at IS NULL
 	%s
-	RETURNING channel, state
+	RETURNING id, channel, state
 )
-SELECT channel, state, count(*) FROM ins GROUP BY channel, state`
+SELECT channel, state, count(*), min(id), max(id) FROM ins GROUP BY channel, state`
 
 // fanOutInsert is fanOutSQL for an event with no deliveries yet, and
 // fanOutResume for one whose fan-out stopped part-way: it skips the
@@ -190,12 +190,14 @@ var (
 
 // supersedeSQL marks older still-queued deliveries of the incident as
 // superseded for every (subscriber, channel) that the new event queued in
-// the chunk of subscriber ids [$3, $4).
+// the chunk of subscriber ids [$3, $4), whose deliveries have ids in
+// [$5, $6].
 // Equal occurred_at counts as older: the later arrival wins ties.
 const supersedeSQL = `
 UPDATE deliveries d SET state = 'superseded', updated_at = now(), last_error = 'superseded by ' || $1
 FROM deliveries n
-WHERE n.event_id = $1 AND n.state = 'queued' AND n.subscriber_id >= $3 AND n.subscriber_id < $4
+WHERE n.id BETWEEN $5 AND $6 AND n.event_id = $1 AND n.state = 'queued'
+  AND n.subscriber_id >= $3 AND n.subscriber_id < $4
   AND d.incident_id = $2 AND d.state = 'queued' AND d.event_id <> $1
   AND d.subscriber_id = n.subscriber_id AND d.channel = n.channel
   AND d.occurred_at <= n.occurred_at`
@@ -222,17 +224,32 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, resu
 		return fmt.Errorf("fan out: %w", err)
 	}
 	var channel, state string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&channel, &state, &n}, func() error {
+	var n, minID, maxID int64
+	first, last := int64(-1), int64(-1) // of the chunk's deliveries
+	_, err = pgx.ForEachRow(rows, []any{&channel, &state, &n, &minID, &maxID}, func() error {
 		if state == "queued" {
 			res.Queued[channel] += n
 		} else {
 			res.Superseded[channel] += n
 		}
+		if first < 0 || minID < first {
+			first = minID
+		}
+		last = max(last, maxID)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("fan out: %w", err)
+	}
+	if last < 0 {
+		return nil // nobody in this chunk: nothing to supersede or send
+	}
+	// The reports find the event's deliveries in this range of ids.
+	if _, err := tx.Exec(ctx, `
+		UPDATE events SET first_delivery_id = least(first_delivery_id, $2),
+		                  last_delivery_id = greatest(last_delivery_id, $3)
+		WHERE id = $1`, ev.ID, first, last); err != nil {
+		return fmt.Errorf("record delivery ids: %w", err)
 	}
 	// Only an incident with an earlier (or simultaneous) update can have
 	// deliveries to supersede; the first update of an incident skips it.
@@ -245,7 +262,7 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, resu
 		return fmt.Errorf("check older updates: %w", err)
 	}
 	if older {
-		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID, from, to)
+		tag, err := tx.Exec(ctx, supersedeSQL, ev.ID, ev.IncidentID, from, to, first, last)
 		if err != nil {
 			return fmt.Errorf("supersede older deliveries: %w", err)
 		}

@@ -3,9 +3,12 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/incidenttest"
 	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/store"
 )
 
 func TestChunkedFanOutMatchesOneChunkAndResumes(t *testing.T) {
@@ -123,5 +126,105 @@ func TestFreshFanOutMeetingExistingDeliveriesSkipsThem(t *testing.T) {
 	var n, distinct int
 	if err := st.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT (subscriber_id, channel)) FROM deliveries WHERE event_id = $1`, ev.ID).Scan(&n, &distinct); err != nil || n != 46 || distinct != 46 {
 		t.Errorf("%d deliveries, %d distinct (%v), want 46", n, distinct, err)
+	}
+}
+
+// The reports find an event's deliveries by the range of ids its fan-out
+// created (there is no index on event_id). The range of an event whose
+// fan-out resumed after another event's spans that event's deliveries,
+// which must be left out.
+func TestScopesReadOnlyTheirEventsDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	loadSubscribers(t, st, 12)
+	a, b := benchEvent(1), benchEvent(2) // two incidents
+	a2 := a
+	a2.ID, a2.OccurredAt = "bench-1-later", a.OccurredAt.Add(time.Minute)
+	ingest := func(ev event.Event) {
+		t.Helper()
+		if _, err := st.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ingest(a)
+	ingest(b)
+	// a's fan-out stopped part-way and resumes after b's.
+	if _, err := st.Pool().Exec(ctx, `
+		UPDATE events SET fanned_out_at = NULL WHERE id = $1;`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, `DELETE FROM deliveries WHERE event_id = $1 AND subscriber_id > 6`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	ingest(a)
+	ingest(a2)
+	var spans bool
+	if err := st.Pool().QueryRow(ctx, `
+		SELECT ea.first_delivery_id < eb.first_delivery_id AND eb.last_delivery_id < ea.last_delivery_id
+		FROM events ea, events eb WHERE ea.id = $1 AND eb.id = $2`, a.ID, b.ID).Scan(&spans); err != nil || !spans {
+		t.Fatalf("a's range does not span b's (%v): the test does not test the overlap", err)
+	}
+
+	total := func(counts []store.StateCount) (n int64) {
+		for _, c := range counts {
+			n += c.Count
+		}
+		return n
+	}
+	for _, tt := range []struct {
+		scope store.Scope
+		want  int64
+	}{
+		{store.Scope{EventID: a.ID}, 24},
+		{store.Scope{EventID: b.ID}, 24},
+		{store.Scope{EventID: a2.ID}, 24},
+		{store.Scope{EventID: "no-such-event"}, 0},
+		{store.Scope{IncidentID: a.IncidentID}, 48},
+		{store.Scope{IncidentID: b.IncidentID}, 24},
+	} {
+		counts, err := st.CountDeliveries(ctx, tt.scope)
+		if err != nil || total(counts) != tt.want {
+			t.Errorf("CountDeliveries(%+v) = %v (%v), want %d in all", tt.scope, counts, err, tt.want)
+		}
+		// Listed in pages of 5, in id order, each of the scope.
+		var listed int64
+		var after int64
+		for {
+			page, err := st.ListDeliveries(ctx, store.DeliveryFilter{Scope: tt.scope, AfterID: after, Limit: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, d := range page {
+				if d.ID <= after || (tt.scope.EventID != "" && d.EventID != tt.scope.EventID) ||
+					(tt.scope.IncidentID == b.IncidentID && d.EventID != b.ID) {
+					t.Fatalf("ListDeliveries(%+v) after %d: delivery %d of %s", tt.scope, after, d.ID, d.EventID)
+				}
+				after = d.ID
+			}
+			listed += int64(len(page))
+		}
+		if listed != tt.want {
+			t.Errorf("ListDeliveries(%+v) listed %d, want %d", tt.scope, listed, tt.want)
+		}
+	}
+	byEvent, err := st.CountDeliveriesByEvent(ctx, []string{a.ID, b.ID, "no-such-event"})
+	if err != nil || len(byEvent) != 2 || total(byEvent[a.ID]) != 24 || total(byEvent[b.ID]) != 24 {
+		t.Errorf("CountDeliveriesByEvent = %v (%v), want 24 for each of 2 events", byEvent, err)
+	}
+
+	// Retrying b's failures leaves a's alone.
+	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'failed' WHERE subscriber_id <= 3`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.RetryFailed(ctx, store.Scope{EventID: b.ID}); err != nil || n != 6 {
+		t.Errorf("RetryFailed(b) = %d (%v), want 6", n, err)
+	}
+	var failed int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE state = 'failed'`).Scan(&failed); err != nil || failed != 12 {
+		t.Errorf("%d failed after retrying b's (%v), want a's and a2's 12", failed, err)
 	}
 }
