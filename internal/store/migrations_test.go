@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/crier-dev/crier/internal/incidenttest"
 	"github.com/crier-dev/crier/internal/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/migrations"
@@ -129,5 +130,47 @@ func TestMigrationsRollBackAndApplyAgain(t *testing.T) {
 	}
 	if pending, err := st.MigrationsPending(ctx); err != nil || pending {
 		t.Errorf("pending: %t %v", pending, err)
+	}
+}
+
+// Migration 00006 gives the events stored before it the range of their
+// delivery ids, the same range fan-out records, so the reports still find
+// their deliveries.
+func TestEventDeliveryRangeMigration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	ledger(t, st, 7)
+	ev := benchEvent(1)
+	if _, err := st.Ingest(ctx, ev, incidenttest.Raw(ev), 0); err != nil {
+		t.Fatal(err)
+	}
+	ranges := func() (r string) {
+		t.Helper()
+		if err := st.Pool().QueryRow(ctx, `
+			SELECT string_agg(id || ':' || first_delivery_id || '-' || last_delivery_id, ',' ORDER BY id)
+			FROM events`).Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	want := ranges()
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if _, err := p.DownTo(ctx, 5); err != nil {
+		t.Fatalf("roll back to 5: %v", err)
+	}
+	if _, err := p.UpTo(ctx, 6); err != nil {
+		t.Fatalf("apply 6: %v", err)
+	}
+	if got := ranges(); got != want || got == "" {
+		t.Errorf("ranges after migrating: %q, want %q as fan-out recorded them", got, want)
+	}
+	counts, err := st.CountDeliveries(ctx, store.Scope{EventID: ev.ID})
+	if err != nil || len(counts) != 2 || counts[0].Count != 7 || counts[1].Count != 7 {
+		t.Errorf("counts of %s after migrating: %v (%v), want 7 per channel", ev.ID, counts, err)
 	}
 }
