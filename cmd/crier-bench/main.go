@@ -35,6 +35,7 @@ func main() {
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the database afterwards")
 	verbose := flag.Bool("v", false, "show crier's log")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile (allocations during the run) to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -70,8 +71,28 @@ func main() {
 		os.Exit(1)
 	}
 	rep.Print(os.Stdout)
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			fmt.Fprintln(os.Stderr, "crier-bench:", err)
+			os.Exit(1)
+		}
+	}
 	if !rep.OK() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// writeHeapProfile writes the heap profile, whose alloc_space and
+// alloc_objects samples cover every allocation since the start.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write heap profile: %w", err)
+	}
+	return f.Close()
 }

@@ -42,10 +42,16 @@ const macLen = 24
 // Signer makes and verifies tokens with one key.
 type Signer struct {
 	key []byte
-	// macs holds keyed HMACs for reuse: Reset brings one back to its
+	// macs holds *macState for reuse: Reset brings an HMAC back to its
 	// keyed state without hashing the key again, and every email makes
 	// two or three tokens.
 	macs sync.Pool
+}
+
+// macState is a keyed HMAC with its input and output buffers.
+type macState struct {
+	h        hash.Hash
+	in, hash []byte
 }
 
 // NewSigner returns a Signer; the key must be at least 32 bytes.
@@ -54,46 +60,62 @@ func NewSigner(key []byte) (*Signer, error) {
 		return nil, errors.New("token: key must be at least 32 bytes")
 	}
 	s := &Signer{key: append([]byte(nil), key...)}
-	s.macs.New = func() any { return hmac.New(sha256.New, s.key) }
+	s.macs.New = func() any { return &macState{h: hmac.New(sha256.New, s.key)} }
 	return s, nil
 }
 
-func (s *Signer) mac(purpose string, id uint64, version uint32) []byte {
-	m := s.macs.Get().(hash.Hash)
+// mac appends the MAC of (purpose, id, version) to dst.
+func (s *Signer) mac(dst []byte, purpose string, id uint64, version uint32) []byte {
+	m := s.macs.Get().(*macState)
 	defer s.macs.Put(m)
-	m.Reset()
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], id)
-	binary.BigEndian.PutUint32(b[8:], version)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write(b[:])
-	return m.Sum(make([]byte, 0, sha256.Size))[:macLen]
+	m.h.Reset()
+	m.in = append(m.in[:0], purpose...)
+	m.in = append(m.in, 0)
+	m.in = binary.BigEndian.AppendUint64(m.in, id)
+	m.in = binary.BigEndian.AppendUint32(m.in, version)
+	m.h.Write(m.in)
+	m.hash = m.h.Sum(m.hash[:0])
+	return append(dst, m.hash[:macLen]...)
 }
+
+// tokenLen is the length of a token's bytes: id, version and MAC.
+const tokenLen = 12 + macLen
+
+// Len is the length of every token.
+const Len = (tokenLen*8 + 5) / 6 // unpadded base64
 
 // Make returns the token for a subscriber and purpose. version lets a
 // subscriber's tokens be revoked by bumping it.
 func (s *Signer) Make(purpose string, subscriberID int64, version uint32) string {
-	buf := make([]byte, 0, 12+macLen)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(subscriberID))
-	buf = binary.BigEndian.AppendUint32(buf, version)
-	buf = append(buf, s.mac(purpose, uint64(subscriberID), version)...)
-	return base64.RawURLEncoding.EncodeToString(buf)
+	var out [Len]byte
+	s.Encode(&out, purpose, subscriberID, version)
+	return string(out[:])
+}
+
+// Encode writes the token Make returns into out, so a caller building a
+// link around it need not allocate the token on its own.
+func (s *Signer) Encode(out *[Len]byte, purpose string, subscriberID int64, version uint32) {
+	var raw [tokenLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(subscriberID))
+	binary.BigEndian.PutUint32(raw[8:12], version)
+	s.mac(raw[:12], purpose, uint64(subscriberID), version)
+	base64.RawURLEncoding.Encode(out[:], raw[:])
 }
 
 // Verify checks a token for purpose and returns the subscriber id and token
 // version it was made for. Every failure is ErrInvalid.
 func (s *Signer) Verify(purpose, tok string) (subscriberID int64, version uint32, err error) {
-	if len(tok) != base64.RawURLEncoding.EncodedLen(12+macLen) {
+	if len(tok) != base64.RawURLEncoding.EncodedLen(tokenLen) {
 		return 0, 0, ErrInvalid
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) != 12+macLen {
+	if err != nil || len(raw) != tokenLen {
 		return 0, 0, ErrInvalid
 	}
 	id := binary.BigEndian.Uint64(raw[:8])
 	version = binary.BigEndian.Uint32(raw[8:12])
-	if !hmac.Equal(raw[12:], s.mac(purpose, id, version)) {
+	var want [macLen]byte
+	if !hmac.Equal(raw[12:], s.mac(want[:0], purpose, id, version)) {
 		return 0, 0, ErrInvalid
 	}
 	return int64(id), version, nil
