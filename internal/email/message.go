@@ -1,10 +1,11 @@
 package email
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
+	"mime"
 	"net/mail"
 	"net/url"
 	"strconv"
@@ -158,13 +159,24 @@ func partEncoding(eightBit bool, body string) gomail.Encoding {
 // with a text/plain and a text/html part (UTF-8), or the single part given.
 // Each part is in 8bit when eightBit (the server offers 8BITMIME) and its
 // text allows, else quoted-printable. It reports whether any part is 8bit.
-func (s *Sender) compose(w io.Writer, m deliver.Message, to *mail.Address, msgID string, eightBit bool) (used8bit bool, err error) {
+// When every part can go in 8bit and lean is set, composeLean writes it;
+// otherwise go-mail does.
+func (s *Sender) compose(w *bytes.Buffer, m deliver.Message, to *mail.Address, msgID string, eightBit, lean bool) (used8bit bool, err error) {
 	if m.Text == "" && m.HTML == "" {
 		return false, fmt.Errorf("%w: no text and no HTML body", ErrInvalidMessage)
 	}
 	unsub, oneClick, err := listUnsubscribe(m)
 	if err != nil {
 		return false, err
+	}
+	if lean && eightBit && (m.Text == "" || eightBitSafe(m.Text)) && (m.HTML == "" || eightBitSafe(m.HTML)) {
+		subject, toField := mime.QEncoding.Encode("UTF-8", cleanSubject(m.Subject)), to.String()
+		// Addresses are not folded: one with a display name too long
+		// for a line goes through go-mail, as does such a subject.
+		if foldable(subject) && len(toField) <= maxWord && len(s.fromField) <= maxWord {
+			s.composeLean(w, m, subject, toField, msgID, unsub, oneClick)
+			return true, nil
+		}
 	}
 	msg := gomail.NewMsg(
 		gomail.WithCharset(gomail.CharsetUTF8),

@@ -78,6 +78,8 @@ type Sender struct {
 	cfg       Config
 	from      *mail.Address
 	envFrom   string // "<status@example.org>", the MAIL FROM argument
+	fromField string // the From header's value
+	bounds    *boundaries
 	domain    string // of From, for generated Message-IDs
 	tlsConfig *tls.Config
 	limiter   *rate.Limiter // nil: unlimited
@@ -141,6 +143,8 @@ func New(cfg Config) (*Sender, error) {
 		cfg:       cfg,
 		from:      from,
 		envFrom:   (&mail.Address{Address: from.Address}).String(),
+		fromField: from.String(),
+		bounds:    newBoundaries(),
 		domain:    domain,
 		tlsConfig: tc,
 		slots:     make(chan struct{}, cfg.PoolSize),
@@ -180,7 +184,7 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	// composing never holds one: in 8bit where it can be when the last
 	// connection opened offered 8BITMIME, as every connection to the same
 	// relay is expected to (checked below).
-	used8bit, err := s.compose(buf, m, to, id, s.eightBit.Load())
+	used8bit, err := s.compose(buf, m, to, id, s.eightBit.Load(), true)
 	if err != nil {
 		return "", deliver.Permanent("", err)
 	}
@@ -206,7 +210,7 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		if used8bit && !pc.eightBit {
 			// This server does not take 8bit after all: quoted-printable.
 			buf.Reset()
-			if used8bit, err = s.compose(buf, m, to, id, false); err != nil {
+			if used8bit, err = s.compose(buf, m, to, id, false, true); err != nil {
 				s.putIdle(pc)
 				return "", deliver.Permanent("", err)
 			}
