@@ -5,12 +5,14 @@
 // CRIER_SMTP_URL, see ParseURL) and sends each message as one transaction
 // (MAIL, RCPT, then DATA or BDAT) on a free connection, many messages per
 // connection. go-mail (github.com/wneessen/go-mail) opens the connections
-// (TLS policy, STARTTLS, AUTH, EHLO) and composes the messages; the
-// transaction is driven on go-mail's smtp.Client and its textproto
-// connection, so that the server's replies arrive as *textproto.Error with
-// their codes (go-mail's *SendError has no Unwrap), and so that no NOOP
-// precedes and no RSET follows each message. How many round trips a message
-// takes depends on what the server offers:
+// (TLS policy, STARTTLS, AUTH, EHLO) and composes the messages that need
+// quoted-printable; a message whose parts all go in 8bit is written by
+// composeLean with the same fields and structure, ten times faster (see
+// lean.go). The transaction is driven on go-mail's smtp.Client and its
+// textproto connection, so that the server's replies arrive as
+// *textproto.Error with their codes (go-mail's *SendError has no Unwrap),
+// and so that no NOOP precedes and no RSET follows each message. How many
+// round trips a message takes depends on what the server offers:
 //
 //   - PIPELINING and CHUNKING (RFC 2920, 3030): MAIL, RCPT and "BDAT n LAST"
 //     with the message in one write, the three replies in one read: 1;
