@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	d := &Deps{Config: cfg, Log: log, Metrics: metrics.New()}
 
-	st, err := store.Open(ctx, cfg.DatabaseURL, int32(max(8, cfg.FanoutWorkers+4)))
+	st, err := store.Open(ctx, cfg.DatabaseURL, int32(max(8, cfg.FanoutWorkers*store.ConnsPerFanOut+4)))
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,9 +31,9 @@ type IngestResult struct {
 
 // DefaultChunkSize is how many subscriber ids the first fan-out
 // transaction of an event covers; each later one covers twice as many as
-// the one before, up to maxChunkGrowth times this. Chunks commit one by one
-// so workers start sending while the rest of a large event is still being
-// fanned out.
+// the one before, up to maxChunkGrowth times this. Each chunk commits on
+// its own, so workers start sending while the rest of a large event is
+// still being fanned out.
 const DefaultChunkSize = 5_000
 
 const maxChunkGrowth = 16
@@ -42,13 +44,13 @@ const fanOutLock = 0x63726965 // "crie"
 
 // Ingest stores a validated event and fans it out into the delivery ledger.
 // The event row is committed first; its deliveries are then created in
-// chunks of subscriber ids, each chunk one transaction; finally the event is
-// marked fanned out. When Ingest returns nil every delivery the event implies
-// is committed. When it fails part-way, calling it again with the same event
-// (a redelivery) resumes: chunks already committed create nothing new,
-// because a delivery is unique per (subscriber, event, channel). Fan-out
-// chunks of one incident are serialised with an advisory lock so
-// superseding is exact.
+// chunks of subscriber ids, each chunk one transaction, two at a time;
+// finally the event is marked fanned out. When Ingest returns nil every
+// delivery the event implies is committed. When it fails part-way, calling
+// it again with the same event (a redelivery) resumes: chunks already
+// committed create nothing new, because a delivery is unique per
+// (subscriber, event, channel). The fan-outs of one incident's events are
+// serialised with an advisory lock so superseding is exact.
 func (s *Store) Ingest(ctx context.Context, ev event.Event, raw []byte, streamSeq uint64) (IngestResult, error) {
 	return s.IngestChunked(ctx, ev, raw, streamSeq, DefaultChunkSize)
 }
@@ -97,26 +99,13 @@ func (s *Store) IngestChunked(ctx context.Context, ev event.Event, raw []byte, s
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	// The first chunk is small so the first messages leave at once; later
-	// chunks double, up to maxChunkGrowth times the first, so a large event
-	// costs few transactions.
-	size := chunk
-	for from := lo; from <= hi; from += size {
-		if res.Chunks > 0 {
-			size = min(size*2, chunk*maxChunkGrowth)
-		}
-		err := s.fanOutChunk(ctx, ev, from, from+size, !fresh, &res)
-		if err != nil && fresh && isUniqueViolation(err) {
-			// Another process fanned out part of this event meanwhile
-			// (JetStream redelivered it while this one was slow): from
-			// here on, skip what exists.
-			fresh = false
-			err = s.fanOutChunk(ctx, ev, from, from+size, true, &res)
-		}
-		if err != nil {
-			return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
-		}
-		res.Chunks++
+	unlock, err := s.lockIncident(ctx, ev.IncidentID)
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
+	}
+	defer unlock()
+	if err := s.fanOutChunks(ctx, ev, chunkRanges(lo, hi, chunk), fresh, &res); err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
 	}
 	if _, err := s.pool.Exec(ctx, `UPDATE events SET fanned_out_at = now() WHERE id = $1`, ev.ID); err != nil {
 		return IngestResult{}, fmt.Errorf("ingest event %q: mark fanned out: %w", ev.ID, err)
@@ -124,24 +113,139 @@ func (s *Store) IngestChunked(ctx context.Context, ev event.Event, raw []byte, s
 	return res, nil
 }
 
-// fanOutChunk fans ev out to the subscriber ids [from, to) in one
-// transaction; res is only added to when it commits.
-func (s *Store) fanOutChunk(ctx context.Context, ev event.Event, from, to int64, resume bool, res *IngestResult) error {
-	chunk := IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return fanOut(ctx, tx, ev, from, to, resume, &chunk)
-	})
-	if err != nil {
-		return err
+// idRange is a fan-out chunk: the subscriber ids [from, to).
+type idRange struct{ from, to int64 }
+
+// chunkRanges splits the subscriber ids [lo, hi] into chunks. The first is
+// small so the first messages leave at once; later ones double, up to
+// maxChunkGrowth times the first, so a large event costs few transactions.
+func chunkRanges(lo, hi, chunk int64) []idRange {
+	var out []idRange
+	size := chunk
+	for from := lo; from <= hi; from += size {
+		if len(out) > 0 {
+			size = min(size*2, chunk*maxChunkGrowth)
+		}
+		out = append(out, idRange{from, from + size})
 	}
+	return out
+}
+
+// fanOutParallel is how many chunks of one event are fanned out at once. A
+// chunk's INSERT runs on one PostgreSQL core; two keep both cores of a
+// small server busy (BenchmarkFanOutMillion: 15.4 s one at a time, see
+// README for two), while more would mostly contend for the same index pages
+// and the connection pool.
+const fanOutParallel = 2
+
+// ConnsPerFanOut is how many pooled connections one event's fan-out holds
+// at most: the incident's lock and one per chunk in flight.
+const ConnsPerFanOut = 1 + fanOutParallel
+
+// fanOutChunks fans the chunks out, up to fanOutParallel at once in
+// order, and adds each committed chunk to res. fresh says that no delivery
+// of ev existed when it was stored: chunks then use a plain INSERT until
+// one meets deliveries that another process made meanwhile. It stops at
+// the first error; the chunks committed by then stay (a later Ingest
+// resumes).
+func (s *Store) fanOutChunks(ctx context.Context, ev event.Event, chunks []idRange, fresh bool, res *IngestResult) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var resume atomic.Bool
+	resume.Store(!fresh)
+	var mu sync.Mutex // guards res
+	next := make(chan idRange)
+	var wg sync.WaitGroup
+	for range min(fanOutParallel, len(chunks)) {
+		wg.Go(func() {
+			for r := range next {
+				chunk, err := s.fanOutChunk(ctx, ev, r, &resume)
+				if err != nil {
+					cancel(err)
+					continue // drain: the feeder stops at the cancellation
+				}
+				mu.Lock()
+				res.add(chunk)
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, r := range chunks {
+		select {
+		case next <- r:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx) // nil unless a chunk failed or ctx ended
+}
+
+// fanOutChunk fans ev out to the subscriber ids r in one transaction,
+// without ON CONFLICT unless resume is set. When a plain INSERT meets
+// deliveries that exist (another process fanned out part of this event
+// meanwhile: JetStream redelivered it while this one was slow), it sets
+// resume, for this chunk and every later one.
+func (s *Store) fanOutChunk(ctx context.Context, ev event.Event, r idRange, resume *atomic.Bool) (IngestResult, error) {
+	for {
+		skipExisting := resume.Load()
+		chunk := IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}, Chunks: 1}
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			return fanOut(ctx, tx, ev, r.from, r.to, skipExisting, &chunk)
+		})
+		if err != nil && !skipExisting && isUniqueViolation(err) {
+			resume.Store(true)
+			continue
+		}
+		return chunk, err
+	}
+}
+
+// add adds a chunk's counts to r.
+func (r *IngestResult) add(chunk IngestResult) {
 	for ch, n := range chunk.Queued {
-		res.Queued[ch] += n
+		r.Queued[ch] += n
 	}
 	for ch, n := range chunk.Superseded {
-		res.Superseded[ch] += n
+		r.Superseded[ch] += n
 	}
-	res.Replaced += chunk.Replaced
-	return nil
+	r.Replaced += chunk.Replaced
+	r.Chunks += chunk.Chunks
+}
+
+// lockIncident takes the incident's fan-out lock, which keeps the chunks
+// of two events of one incident from interleaving, so that superseding is
+// exact, while the chunks of one event run in parallel. It is a session
+// lock on a pooled connection of its own, held until unlock; unlock
+// returns the connection to the pool only once the lock is released, and
+// otherwise closes it (which releases the lock too).
+func (s *Store) lockIncident(ctx context.Context, incidentID string) (unlock func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock incident: %w", err)
+	}
+	closeConn := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Hijack().Close(ctx)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, incidentID); err != nil {
+		closeConn() // whether the lock was taken is unknown
+		return nil, fmt.Errorf("lock incident: %w", err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var released bool
+		err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, incidentID).Scan(&released)
+		if err != nil || !released {
+			closeConn()
+			return
+		}
+		conn.Release()
+	}, nil
 }
 
 // fanOutSQL expands the event's components through the tree (the key itself,
@@ -203,9 +307,10 @@ WHERE n.id BETWEEN $5 AND $6 AND n.event_id = $1 AND n.state = 'queued'
   AND d.occurred_at <= n.occurred_at`
 
 func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, resume bool, res *IngestResult) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock(hashtextextended($2, 7))`, fanOutLock, ev.IncidentID)
+	// The incident's lock is held by Ingest (lockIncident).
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, fanOutLock)
 	if err != nil {
-		return fmt.Errorf("lock incident: %w", err)
+		return fmt.Errorf("lock fan-out: %w", err)
 	}
 	var newer bool
 	err = tx.QueryRow(ctx, `

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +227,81 @@ func TestScopesReadOnlyTheirEventsDeliveries(t *testing.T) {
 	var failed int
 	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE state = 'failed'`).Scan(&failed); err != nil || failed != 12 {
 		t.Errorf("%d failed after retrying b's (%v), want a's and a2's 12", failed, err)
+	}
+}
+
+// Two updates of one incident fanned out at once, each in parallel
+// chunks: the incident's lock keeps them from interleaving, so the newer
+// one is left queued for everyone and the older one superseded, whichever
+// starts first. No advisory lock outlives the fan-outs.
+func TestConcurrentFanOutsOfOneIncidentSupersedeExactly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for round := range 4 {
+		st := pgtest.NewStore(t)
+		loadSubscribers(t, st, 30)
+		updates := incidenttest.Updates()
+		older, newer := updates[0], updates[1]
+		if older.IncidentID != newer.IncidentID || !newer.OccurredAt.After(older.OccurredAt) {
+			t.Fatal("the first two updates are not of one incident, in order")
+		}
+		var wg sync.WaitGroup
+		for i, ev := range []event.Event{older, newer} {
+			wg.Go(func() {
+				if round%2 == 1 && i == 0 {
+					time.Sleep(5 * time.Millisecond) // the newer one first
+				}
+				if _, err := st.IngestChunked(ctx, ev, incidenttest.Raw(ev), 0, 3); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		var stale, current, locks int
+		if err := st.Pool().QueryRow(ctx, `
+			SELECT count(*) FILTER (WHERE event_id = $1 AND state <> 'superseded'),
+			       count(*) FILTER (WHERE event_id = $2 AND state = 'queued'),
+			       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')
+			FROM deliveries`, older.ID, newer.ID).Scan(&stale, &current, &locks); err != nil {
+			t.Fatal(err)
+		}
+		if stale != 0 || current != 60 || locks != 0 {
+			t.Errorf("round %d: %d older deliveries not superseded, %d newer queued (want 60), %d advisory locks held",
+				round, stale, current, locks)
+		}
+	}
+}
+
+// A fan-out that gives up waiting for its incident's lock leaves no lock
+// behind and its connection's pool usable.
+func TestFanOutWaitingForTheIncidentGivesUpCleanly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	loadSubscribers(t, st, 5)
+	ev := incidenttest.Updates()[0]
+	holder, err := st.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, ev.IncidentID); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := st.Ingest(short, ev, incidenttest.Raw(ev), 0); err == nil {
+		t.Fatal("Ingest succeeded while another session held the incident's lock")
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, ev.IncidentID); err != nil {
+		t.Fatal(err)
+	}
+	holder.Release()
+	res, err := st.Ingest(ctx, ev, incidenttest.Raw(ev), 0)
+	if err != nil || res.Queued["sms"] != 5 {
+		t.Fatalf("Ingest after the lock was freed: %+v %v", res, err)
+	}
+	var locks int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'`).Scan(&locks); err != nil || locks != 0 {
+		t.Errorf("%d advisory locks held (%v)", locks, err)
 	}
 }
