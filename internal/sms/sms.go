@@ -247,13 +247,16 @@ type roundTripper struct {
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(rt.ctx) // a RoundTripper must not modify its request
+	// A RoundTripper must not modify its request: a shallow copy with its
+	// own URL (the header is only read).
+	r := req.WithContext(rt.ctx)
 	if rt.base != nil {
-		r.URL.Scheme = rt.base.Scheme
-		r.URL.Host = rt.base.Host
-		r.URL.Path = rt.base.Path + r.URL.Path
-		r.URL.RawPath = ""
-		r.Host = ""
+		u := *req.URL
+		u.Scheme = rt.base.Scheme
+		u.Host = rt.base.Host
+		u.Path = rt.base.Path + u.Path
+		u.RawPath = ""
+		r.URL, r.Host = &u, ""
 	}
 	resp, err := rt.next.RoundTrip(r)
 	if err != nil {

@@ -220,8 +220,8 @@ func TestRoundTripperRewritesURL(t *testing.T) {
 		if next.req.Context().Value(key{}) != "call" {
 			t.Errorf("the request does not run under the call's context")
 		}
-		if req.URL.String() != twilioURL {
-			t.Errorf("the original request was modified: %s", req.URL)
+		if req.URL.String() != twilioURL || req.Host != "api.twilio.com" {
+			t.Errorf("the original request was modified: %s, Host %q", req.URL, req.Host)
 		}
 		if ex.status != http.StatusTeapot || ex.retryAfter != "7" {
 			t.Errorf("exchange = %+v, want status 418 and Retry-After 7", ex)
