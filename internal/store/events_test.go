@@ -236,7 +236,9 @@ func TestScopesReadOnlyTheirEventsDeliveries(t *testing.T) {
 // starts first. No advisory lock outlives the fan-outs.
 func TestConcurrentFanOutsOfOneIncidentSupersedeExactly(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	// A lock left held would make a later fan-out wait for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for round := range 4 {
 		st := pgtest.NewStore(t)
 		loadSubscribers(t, st, 30)
@@ -261,7 +263,7 @@ func TestConcurrentFanOutsOfOneIncidentSupersedeExactly(t *testing.T) {
 		if err := st.Pool().QueryRow(ctx, `
 			SELECT count(*) FILTER (WHERE event_id = $1 AND state <> 'superseded'),
 			       count(*) FILTER (WHERE event_id = $2 AND state = 'queued'),
-			       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')
+			       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 			FROM deliveries`, older.ID, newer.ID).Scan(&stale, &current, &locks); err != nil {
 			t.Fatal(err)
 		}
@@ -301,7 +303,8 @@ func TestFanOutWaitingForTheIncidentGivesUpCleanly(t *testing.T) {
 		t.Fatalf("Ingest after the lock was freed: %+v %v", res, err)
 	}
 	var locks int
-	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'`).Scan(&locks); err != nil || locks != 0 {
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&locks); err != nil || locks != 0 {
 		t.Errorf("%d advisory locks held (%v)", locks, err)
 	}
 }
