@@ -89,7 +89,7 @@ func New(cfg Config) (*Sender, error) {
 		},
 		creds:       client.NewCredentials(cfg.AccountSID, cfg.AuthToken),
 		userAgent:   []string{"crier"},
-		messagesURL: fmt.Sprintf(messagesURL, cfg.AccountSID),
+		messagesURL: fmt.Sprintf(messagesURLFormat, cfg.AccountSID),
 	}
 	if cfg.RatePerSecond > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), 1)
@@ -139,10 +139,10 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	return sid, nil
 }
 
-// messagesURL is the create-message resource, which twilio-go's request
+// messagesURLFormat is the create-message resource, which twilio-go's request
 // handler resolves against TWILIO_EDGE/TWILIO_REGION (not read here: see
 // handler) and the roundTripper then against APIURL.
-const messagesURL = "https://api.twilio.com/2010-04-01/Accounts/%s/Messages.json"
+const messagesURLFormat = "https://api.twilio.com/2010-04-01/Accounts/%s/Messages.json"
 
 // formHeaders are the headers of a create-message request.
 var formHeaders = map[string]any{"Content-Type": "application/x-www-form-urlencoded"}

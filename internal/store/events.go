@@ -226,26 +226,27 @@ func (s *Store) lockIncident(ctx context.Context, incidentID string) (unlock fun
 	if err != nil {
 		return nil, fmt.Errorf("lock incident: %w", err)
 	}
-	closeConn := func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = conn.Hijack().Close(ctx)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, incidentID); err != nil {
-		closeConn() // whether the lock was taken is unknown
-		return nil, fmt.Errorf("lock incident: %w", err)
-	}
-	return func() {
+	// done gives conn back to the pool once the lock is known to be
+	// released, and otherwise closes it, which releases the lock too.
+	done := func(unlock bool) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		var released bool
-		err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, incidentID).Scan(&released)
-		if err != nil || !released {
-			closeConn()
+		if unlock {
+			err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 7))`, incidentID).Scan(&released)
+			released = err == nil && released
+		}
+		if released {
+			conn.Release()
 			return
 		}
-		conn.Release()
-	}, nil
+		_ = conn.Hijack().Close(ctx)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 7))`, incidentID); err != nil {
+		done(false) // whether the lock was taken is unknown
+		return nil, fmt.Errorf("lock incident: %w", err)
+	}
+	return func() { done(true) }, nil
 }
 
 // fanOutSQL expands the event's components through the tree (the key itself,
