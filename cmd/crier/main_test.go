@@ -149,7 +149,7 @@ func TestAdminCommands(t *testing.T) {
 	if _, err := st.Ingest(ctx, ev, incidenttest.Raw(ev), 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'failed', error_code = '550', last_error = 'mailbox unknown' WHERE channel = 'email'`); err != nil {
+	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, error_code = '550', last_error = 'mailbox unknown' WHERE channel = 'email'`); err != nil {
 		t.Fatal(err)
 	}
 	out = c.ok("deliveries", "--incident", ev.IncidentID)

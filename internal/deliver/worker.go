@@ -54,8 +54,6 @@ type Config struct {
 	// PollInterval is how often the queue is checked without a wake-up
 	// (default 500ms); retries become due this way.
 	PollInterval time.Duration
-	// ReapInterval is how often expired leases are put back (default 5s).
-	ReapInterval time.Duration
 	// RecordConcurrency is how many outcome batches may be written at once
 	// (default 4).
 	RecordConcurrency int
@@ -101,7 +99,6 @@ func (c Config) WithDefaults() Config {
 	def(&c.BaseBackoff, 5*time.Second)
 	def(&c.MaxBackoff, 10*time.Minute)
 	def(&c.PollInterval, 500*time.Millisecond)
-	def(&c.ReapInterval, 5*time.Second)
 	def(&c.FlushInterval, 50*time.Millisecond)
 	if c.RatePerSecond > 0 {
 		// Everything claimed and not yet sent waits behind the rate
@@ -190,8 +187,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 
 	var claimers sync.WaitGroup
-	for i := range w.cfg.Claimers {
-		claimers.Go(func() { w.claimLoop(ctx, jobs, outcomes, i == 0) })
+	for range w.cfg.Claimers {
+		claimers.Go(func() { w.claimLoop(ctx, jobs, outcomes) })
 	}
 	claimers.Wait()
 	close(jobs)
@@ -202,21 +199,12 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // claimLoop claims batches and hands them to the senders. Several run at
-// once (Claimers) so a slow claim statement does not starve the senders;
-// the one with reaper set also puts expired leases back.
-func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome, reaper bool) {
+// once (Claimers) so a slow claim statement does not starve the senders.
+// A claim also takes the deliveries whose lease expired.
+func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
-	lastReap := time.Time{}
 	for ctx.Err() == nil {
-		if reaper && time.Since(lastReap) >= w.cfg.ReapInterval {
-			lastReap = time.Now()
-			if n, err := w.store.Reap(ctx); err != nil {
-				w.log.WarnContext(ctx, "reap leases", "channel", w.cfg.Channel, "error", err)
-			} else if n > 0 {
-				w.log.InfoContext(ctx, "expired leases requeued", "channel", w.cfg.Channel, "count", n)
-			}
-		}
 		// The claim must not be cut short by shutdown: a cancelled query
 		// can still have committed on the server, leaving rows leased that
 		// this worker never saw. It runs to completion (bounded) and the
@@ -236,6 +224,9 @@ func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<-
 			continue
 		}
 		w.log.DebugContext(ctx, "delivery batch claimed", "channel", w.cfg.Channel, "count", len(batch))
+		if n := reclaimed(batch); n > 0 {
+			w.log.InfoContext(ctx, "expired leases reclaimed", "channel", w.cfg.Channel, "count", n)
+		}
 		for i, d := range batch {
 			select {
 			case jobs <- job{d: d, start: time.Now()}:
@@ -248,6 +239,17 @@ func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<-
 			}
 		}
 	}
+}
+
+// reclaimed counts the deliveries of batch whose earlier lease expired.
+func reclaimed(batch []store.Claimed) int {
+	n := 0
+	for _, d := range batch {
+		if d.Reclaimed {
+			n++
+		}
+	}
+	return n
 }
 
 // sleep waits for a wake-up, the poll tick or cancellation.

@@ -126,7 +126,6 @@ func fastConfig() deliver.Config {
 		BaseBackoff:   50 * time.Millisecond,
 		MaxBackoff:    200 * time.Millisecond,
 		PollInterval:  20 * time.Millisecond,
-		ReapInterval:  50 * time.Millisecond,
 		FlushInterval: 5 * time.Millisecond,
 	}
 }

@@ -258,6 +258,10 @@ func ingestSeed(t *testing.T, b *bundle) (string, map[string]int64) {
 			WHEN subscriber_id = $3 THEN 'failed'
 			WHEN subscriber_id = $4 AND channel = 'sms' THEN 'sent'
 			ELSE state END,
+			next_attempt_at = CASE
+			WHEN (subscriber_id = $2 AND channel = 'email') OR subscriber_id = $3
+			  OR (subscriber_id = $4 AND channel = 'sms') THEN NULL
+			ELSE next_attempt_at END,
 			attempts = CASE WHEN subscriber_id = $3 THEN 3 ELSE attempts END,
 			last_error = CASE WHEN subscriber_id = $3 THEN '550 5.1.1 <' || address || '>: user unknown' END
 		WHERE event_id = $1`, id, subs["a"], subs["b"], subs["c"])

@@ -32,39 +32,68 @@ type Claimed struct {
 	// its maximum age counts from here.
 	QueuedAt  time.Time
 	ClaimedAt time.Time
+	// Reclaimed reports that the delivery was leased before and that lease
+	// expired: the worker that held it stopped while sending, and may have
+	// sent it.
+	Reclaimed bool
 }
 
-// Claim leases up to limit queued deliveries of channel that are due,
-// oldest first, skipping rows other workers hold. The lease is owned by
-// owner and expires after lease; Reap puts expired leases back.
+// Claim leases up to limit deliveries of channel that are due, oldest
+// first, skipping rows other workers hold: queued ones, and those whose
+// lease expired (their worker died; the failed attempt counts). The lease
+// is owned by owner and expires after lease.
+//
+// The claim changes no indexed column (see migration 00007), so each row
+// is updated in place on its page, without new index entries.
 func (s *Store) Claim(ctx context.Context, channel string, limit int, owner string, lease time.Duration) ([]Claimed, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH picked AS (
-			SELECT id FROM deliveries
-			WHERE state = 'queued' AND channel = $1 AND next_attempt_at <= now()
-			ORDER BY next_attempt_at, id
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE deliveries d
-		SET state = 'sending', attempts = d.attempts + 1, lease_owner = $3,
-		    lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now()
-		FROM picked WHERE d.id = picked.id
-		RETURNING d.id, d.event_id, d.subscriber_id, d.channel, d.address, d.attempts, d.queued_at, now()`,
-		channel, limit, owner, lease.Milliseconds())
-	if err != nil {
-		return nil, fmt.Errorf("claim %s deliveries: %w", channel, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
-		var c Claimed
-		err := r.Scan(&c.ID, &c.EventID, &c.SubscriberID, &c.Channel, &c.Address, &c.Attempt, &c.QueuedAt, &c.ClaimedAt)
-		return c, err
+	// deliveries_ready also holds the rows being sent, which the claim
+	// skips by their state. Only a scan in the index's order stops after
+	// limit rows; the plan a prepared statement keeps, costed on
+	// statistics from when the table was small, can instead read every due
+	// row of the channel into a bitmap and sort them, on every claim.
+	// The transaction's settings rule those plans out.
+	var out []Claimed
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL enable_bitmapscan = off`)
+	b.Queue(`SET LOCAL enable_seqscan = off`)
+	b.Queue(claimSQL, channel, limit, owner, lease.Milliseconds(), LeaseExpiredError).Query(func(rows pgx.Rows) error {
+		var err error
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+			var c Claimed
+			err := r.Scan(&c.ID, &c.EventID, &c.SubscriberID, &c.Channel, &c.Address, &c.Attempt, &c.QueuedAt, &c.ClaimedAt, &c.Reclaimed)
+			return c, err
+		})
+		return err
 	})
-	if err != nil {
+	b.Queue(`COMMIT`)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("claim %s deliveries: %w", channel, err)
 	}
 	return out, nil
 }
+
+// claimSQL leases up to $2 due deliveries of channel $1 to owner $3 for $4
+// milliseconds (see Claim).
+const claimSQL = `
+	WITH picked AS (
+		SELECT id, state = 'sending' AS expired FROM deliveries
+		WHERE channel = $1 AND next_attempt_at <= now()
+		  AND (state = 'queued' OR (state = 'sending' AND lease_expires_at < now()))
+		ORDER BY next_attempt_at, id
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED
+	)
+	UPDATE deliveries d
+	SET state = 'sending', attempts = d.attempts + 1, lease_owner = $3,
+	    lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now(),
+	    last_error = CASE WHEN picked.expired THEN $5 ELSE d.last_error END
+	FROM picked WHERE d.id = picked.id
+	RETURNING d.id, d.event_id, d.subscriber_id, d.channel, d.address, d.attempts, d.queued_at, now(), picked.expired`
+
+// LeaseExpiredError is the last error of a delivery claimed again after its
+// lease expired.
+const LeaseExpiredError = "lease expired: worker stopped while sending"
 
 // Attempt outcomes, as recorded in delivery_attempts.outcome.
 const (
@@ -123,7 +152,16 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 		}
 	}
 	var changed int64
-	err := s.pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, recordSQL,
+		ids, attempts, kinds, providerIDs, codes, errs, next, started, owner).Scan(&changed)
+	if err != nil {
+		return 0, fmt.Errorf("record %d outcomes: %w", n, err)
+	}
+	return changed, nil
+}
+
+// recordSQL writes the outcomes $1-$8 of owner $9 (see Record).
+const recordSQL = `
 		WITH o AS (
 			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
 			                     $7::timestamptz[], $8::timestamptz[])
@@ -133,20 +171,17 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 				state = CASE
 					WHEN o.outcome = 'sent' THEN 'sent'
 					WHEN o.outcome = 'failed' THEN 'failed'
-					-- A delivery going back to the queue is stale if a newer
-					-- update of its incident reached the same person meanwhile.
-					WHEN EXISTS (
-						SELECT 1 FROM deliveries n
-						WHERE n.subscriber_id = d.subscriber_id AND n.channel = d.channel
-						  AND n.incident_id = d.incident_id AND n.id <> d.id
-						  AND (n.occurred_at > d.occurred_at OR (n.occurred_at = d.occurred_at AND n.id > d.id)))
-					THEN 'superseded'
+					WHEN ` + staleSQL + ` THEN 'superseded'
 					ELSE 'queued' END,
+				-- Due again only if queued again (deliveries_due_while_pending).
+				next_attempt_at = CASE
+					WHEN o.outcome IN ('sent', 'failed') THEN NULL
+					WHEN ` + staleSQL + ` THEN NULL
+					ELSE o.next_attempt_at END,
 				attempts = CASE WHEN o.outcome = 'released' THEN d.attempts - 1 ELSE d.attempts END,
 				provider_id = coalesce(nullif(o.provider_id, ''), d.provider_id),
 				error_code = CASE WHEN o.outcome = 'released' THEN d.error_code ELSE nullif(o.error_code, '') END,
 				last_error = CASE WHEN o.outcome = 'released' THEN d.last_error ELSE nullif(o.error, '') END,
-				next_attempt_at = CASE WHEN o.outcome IN ('retry', 'released') THEN o.next_attempt_at ELSE d.next_attempt_at END,
 				sent_at = CASE WHEN o.outcome = 'sent' THEN now() ELSE d.sent_at END,
 				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 			FROM o
@@ -166,13 +201,16 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 			-- starts later.
 			ON CONFLICT (delivery_id, attempt, started_at) DO NOTHING
 		)
-		SELECT count(*) FROM upd`,
-		ids, attempts, kinds, providerIDs, codes, errs, next, started, owner).Scan(&changed)
-	if err != nil {
-		return 0, fmt.Errorf("record %d outcomes: %w", n, err)
-	}
-	return changed, nil
-}
+		SELECT count(*) FROM upd`
+
+// staleSQL says, in Record, that the delivery d going back to the queue is
+// stale: a newer update of its incident reached the same person meanwhile.
+// It is only evaluated for outcomes that go back to the queue.
+const staleSQL = `EXISTS (
+						SELECT 1 FROM deliveries n
+						WHERE n.subscriber_id = d.subscriber_id AND n.channel = d.channel
+						  AND n.incident_id = d.incident_id AND n.id <> d.id
+						  AND (n.occurred_at > d.occurred_at OR (n.occurred_at = d.occurred_at AND n.id > d.id)))`
 
 func truncate(s string, max int) string {
 	if len(s) <= max {
@@ -183,19 +221,6 @@ func truncate(s string, max int) string {
 		max--
 	}
 	return s[:max]
-}
-
-// Reap puts deliveries whose lease expired (their worker died) back in the
-// queue and returns how many.
-func (s *Store) Reap(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-		       last_error = 'lease expired: worker stopped while sending', updated_at = now()
-		WHERE state = 'sending' AND lease_expires_at < now()`)
-	if err != nil {
-		return 0, fmt.Errorf("reap expired leases: %w", err)
-	}
-	return tag.RowsAffected(), nil
 }
 
 // Scope selects the deliveries of one event or of one incident.
@@ -327,7 +352,7 @@ func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, mes
 	err = s.pool.QueryRow(ctx, `
 		WITH upd AS (
 			UPDATE deliveries SET state = $2, error_code = coalesce(nullif($3, ''), error_code),
-			       last_error = coalesce(nullif($4, ''), last_error), updated_at = now()
+			       last_error = coalesce(nullif($4, ''), last_error), next_attempt_at = NULL, updated_at = now()
 			WHERE channel = 'sms' AND provider_id = $1 AND state IN ('sending', 'sent')
 			RETURNING id
 		)

@@ -170,3 +170,110 @@ func TestStaleOutcomeLeavesNewerAttemptAlone(t *testing.T) {
 		t.Errorf("delivery %s after %d attempts, want sending after 2", state, attempts)
 	}
 }
+
+// heapOnlyTuples counts the row versions of deliveries that PostgreSQL
+// wrote as HOT updates: in place on their page, with no index entry.
+func heapOnlyTuples(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.Pool().Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pageinspect`); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	err := st.Pool().QueryRow(ctx, `
+		SELECT count(*)
+		FROM generate_series(0, pg_relation_size('deliveries') / current_setting('block_size')::int - 1) AS b,
+		     heap_page_items(get_raw_page('deliveries', b::int)) AS i
+		WHERE i.t_infomask2 & 32768 <> 0 -- HEAP_ONLY_TUPLE`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A claim rewrites no index (migration 00007); it skips the rows leased to
+// a live worker and takes those whose lease expired, counting the attempt
+// that did not report.
+func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	ledger(t, st, 40)
+
+	first, err := st.Claim(ctx, "email", 5, "w1", time.Hour)
+	if err != nil || len(first) != 5 {
+		t.Fatalf("claim: %d, %v", len(first), err)
+	}
+	if n := heapOnlyTuples(t, st); n != 5 {
+		t.Errorf("%d claimed rows updated in place, want 5", n)
+	}
+	for _, c := range first {
+		if c.Reclaimed || c.Attempt != 1 {
+			t.Errorf("first claim: %+v", c)
+		}
+	}
+
+	held := map[int64]bool{}
+	for _, c := range first {
+		held[c.ID] = true
+	}
+	second, err := st.Claim(ctx, "email", 100, "w2", time.Hour)
+	if err != nil || len(second) != 35 {
+		t.Fatalf("second claim: %d, %v; want the 35 not leased", len(second), err)
+	}
+	for _, c := range second {
+		if held[c.ID] || c.Reclaimed {
+			t.Errorf("second claim took %+v", c)
+		}
+	}
+
+	// w1 dies: its lease runs out.
+	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET lease_expires_at = now() - interval '1 second' WHERE lease_owner = 'w1'`); err != nil {
+		t.Fatal(err)
+	}
+	third, err := st.Claim(ctx, "email", 100, "w3", time.Hour)
+	if err != nil || len(third) != 5 {
+		t.Fatalf("third claim: %d, %v; want w1's 5", len(third), err)
+	}
+	for _, c := range third {
+		if !held[c.ID] || !c.Reclaimed || c.Attempt != 2 {
+			t.Errorf("reclaimed %+v, want one of w1's at attempt 2", c)
+		}
+	}
+	var lastErr string
+	if err := st.Pool().QueryRow(ctx, `SELECT last_error FROM deliveries WHERE id = $1`, third[0].ID).Scan(&lastErr); err != nil || lastErr != store.LeaseExpiredError {
+		t.Errorf("last error %q (%v), want %q", lastErr, err, store.LeaseExpiredError)
+	}
+
+	// w1's late report is ignored; w3's outcome ends the delivery, which
+	// leaves the queue's index.
+	outs := func(cs []store.Claimed, kind string) []store.Outcome {
+		o := make([]store.Outcome, len(cs))
+		for i, c := range cs {
+			o[i] = store.Outcome{ID: c.ID, Attempt: c.Attempt, Outcome: kind, StartedAt: c.ClaimedAt}
+		}
+		return o
+	}
+	if n, err := st.Record(ctx, "w1", outs(first, store.OutcomeSent)); err != nil || n != 0 {
+		t.Errorf("late record: %d, %v", n, err)
+	}
+	if n, err := st.Record(ctx, "w3", outs(third, store.OutcomeSent)); err != nil || n != 5 {
+		t.Errorf("record: %d, %v", n, err)
+	}
+	if n, err := st.Record(ctx, "w2", outs(second[:3], store.OutcomeFailed)); err != nil || n != 3 {
+		t.Errorf("record: %d, %v", n, err)
+	}
+	var due, pending int64
+	err = st.Pool().QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE next_attempt_at IS NOT NULL),
+		       count(*) FILTER (WHERE state IN ('queued', 'sending'))
+		FROM deliveries WHERE channel = 'email'`).Scan(&due, &pending)
+	if err != nil || due != 32 || pending != 32 {
+		t.Errorf("%d due, %d pending (%v); want the 32 still leased to w2", due, pending, err)
+	}
+	// The schema refuses a finished delivery that is still due.
+	_, err = st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'sent' WHERE id = $1`, second[5].ID)
+	if err == nil {
+		t.Error("a sent delivery with a next attempt was accepted")
+	}
+}

@@ -262,18 +262,19 @@ WITH keys AS (
 		SELECT 1 FROM unnest($4::text[]) AS e(k)
 		WHERE c.key = e.k OR starts_with(e.k, c.key || '/') OR starts_with(c.key, e.k || '/'))
 ), ins AS (
-	INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state)
+	INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state, next_attempt_at)
 	SELECT $1, $2, $3, s.id, ch.channel, ch.address,
-	       CASE WHEN $5 AND EXISTS (
-	           SELECT 1 FROM deliveries d
-	           WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
-	             AND d.occurred_at > $3)
-	       THEN 'superseded' ELSE 'queued' END
+	       CASE WHEN st.stale THEN 'superseded' ELSE 'queued' END,
+	       CASE WHEN st.stale THEN NULL ELSE now() END
 	FROM subscribers s
 	CROSS JOIN LATERAL (VALUES
 		('email', s.email, s.email_confirmed_at, s.email_opted_out_at),
 		('sms',   s.phone, s.sms_confirmed_at,   s.sms_opted_out_at)
 	) AS ch (channel, address, confirmed_at, opted_out_at)
+	CROSS JOIN LATERAL (SELECT $5 AND EXISTS (
+	    SELECT 1 FROM deliveries d
+	    WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
+	      AND d.occurred_at > $3)) AS st (stale)
 	WHERE s.id >= $6 AND s.id < $7
 	  AND s.id IN (SELECT subscriber_id FROM subscriptions
 	               WHERE component_key IN (SELECT key FROM keys) AND subscriber_id >= $6 AND subscriber_id < $7)
@@ -299,7 +300,7 @@ var (
 // [$5, $6].
 // Equal occurred_at counts as older: the later arrival wins ties.
 const supersedeSQL = `
-UPDATE deliveries d SET state = 'superseded', updated_at = now(), last_error = 'superseded by ' || $1
+UPDATE deliveries d SET state = 'superseded', next_attempt_at = NULL, updated_at = now(), last_error = 'superseded by ' || $1
 FROM deliveries n
 WHERE n.id BETWEEN $5 AND $6 AND n.event_id = $1 AND n.state = 'queued'
   AND n.subscriber_id >= $3 AND n.subscriber_id < $4

@@ -218,7 +218,7 @@ func TestScopesReadOnlyTheirEventsDeliveries(t *testing.T) {
 	}
 
 	// Retrying b's failures leaves a's alone.
-	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'failed' WHERE subscriber_id <= 3`); err != nil {
+	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'failed', next_attempt_at = NULL WHERE subscriber_id <= 3`); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := st.RetryFailed(ctx, store.Scope{EventID: b.ID}); err != nil || n != 6 {

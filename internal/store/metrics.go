@@ -19,12 +19,13 @@ type QueueStat struct {
 
 // QueueStats returns the queue of each channel that has queued deliveries,
 // for the metrics scraped by Prometheus. The partial index
-// deliveries_ready keeps it cheap however long the ledger grows.
+// deliveries_ready (deliveries that are due at some time: queued or being
+// sent) keeps it cheap however long the ledger grows.
 func (s *Store) QueueStats(ctx context.Context) ([]QueueStat, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT channel, count(*), extract(epoch FROM now() - min(queued_at))::float8
 		FROM deliveries
-		WHERE state = 'queued'
+		WHERE next_attempt_at IS NOT NULL AND state = 'queued'
 		GROUP BY channel
 		ORDER BY channel`)
 	if err != nil {

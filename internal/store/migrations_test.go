@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,5 +173,73 @@ func TestEventDeliveryRangeMigration(t *testing.T) {
 	counts, err := st.CountDeliveries(ctx, store.Scope{EventID: ev.ID})
 	if err != nil || len(counts) != 2 || counts[0].Count != 7 || counts[1].Count != 7 {
 		t.Errorf("counts of %s after migrating: %v (%v), want 7 per channel", ev.ID, counts, err)
+	}
+}
+
+// Migration 00007 keeps next_attempt_at only on deliveries still to be
+// sent, which the new queue index and its CHECK need; rolling it back
+// restores a time on every row and the old indexes.
+func TestDueWhilePendingMigration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	ledger(t, st, 6)
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if _, err := p.DownTo(ctx, 6); err != nil {
+		t.Fatalf("roll back to 6: %v", err)
+	}
+	var nulls int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE next_attempt_at IS NULL`).Scan(&nulls); err != nil || nulls != 0 {
+		t.Fatalf("rolled back: %d rows without a next attempt (%v)", nulls, err)
+	}
+	// Rows in every state, as the old code left them: all with a time.
+	if _, err := st.Pool().Exec(ctx, `
+		UPDATE deliveries SET state = (ARRAY['queued', 'sending', 'sent', 'delivered', 'failed', 'superseded'])[1 + subscriber_id % 6],
+		       lease_expires_at = CASE WHEN subscriber_id % 6 = 1 THEN now() + interval '1 minute' END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 7); err != nil {
+		t.Fatalf("apply 7: %v", err)
+	}
+	var wrong int
+	if err := st.Pool().QueryRow(ctx, `
+		SELECT count(*) FROM deliveries
+		WHERE (next_attempt_at IS NOT NULL) <> (state IN ('queued', 'sending'))`).Scan(&wrong); err != nil || wrong != 0 {
+		t.Errorf("at 7: %d rows due while finished or not due while pending (%v)", wrong, err)
+	}
+	indexesOf := func() (indexes string) {
+		t.Helper()
+		if err := st.Pool().QueryRow(ctx, `
+			SELECT string_agg(indexdef, '; ' ORDER BY indexname) FROM pg_indexes
+			WHERE tablename = 'deliveries' AND indexname IN ('deliveries_ready', 'deliveries_leased')`).Scan(&indexes); err != nil {
+			t.Fatal(err)
+		}
+		return indexes
+	}
+	if got := indexesOf(); !strings.Contains(got, "WHERE (next_attempt_at IS NOT NULL)") || strings.Contains(got, "deliveries_leased") {
+		t.Errorf("at 7: %s", got)
+	}
+	// The email with a live lease stays with its worker; the one queued
+	// email (of subscribers 1 to 6, the sixth) is claimed.
+	claimed, err := st.Claim(ctx, "email", 10, "w", time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Errorf("claim at 7: %d, %v; want the one queued email", len(claimed), err)
+	}
+
+	if _, err := p.DownTo(ctx, 6); err != nil {
+		t.Fatalf("roll back 7: %v", err)
+	}
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE next_attempt_at IS NULL`).Scan(&nulls); err != nil || nulls != 0 {
+		t.Errorf("7 rolled back: %d rows without a next attempt (%v)", nulls, err)
+	}
+	if got := indexesOf(); !strings.Contains(got, "WHERE (state = 'queued'::text)") || !strings.Contains(got, "deliveries_leased") {
+		t.Errorf("7 rolled back: %s", got)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("apply all again: %v", err)
 	}
 }

@@ -105,7 +105,7 @@ func BenchmarkClaimAndRecord(b *testing.B) {
 	for i := range b.N {
 		if i > 0 && i%(100_000/batch) == 0 {
 			b.StopTimer()
-			if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'queued', provider_id = NULL`); err != nil {
+			if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'queued', next_attempt_at = now(), provider_id = NULL`); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()

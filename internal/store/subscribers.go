@@ -156,7 +156,8 @@ func (s *Store) OptOut(ctx context.Context, id int64, channel string) error {
 
 func suppressQueued(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
 	_, err := tx.Exec(ctx, `
-		UPDATE deliveries SET state = 'suppressed', updated_at = now(), last_error = 'recipient opted out'
+		UPDATE deliveries SET state = 'suppressed', next_attempt_at = NULL, updated_at = now(),
+		       last_error = 'recipient opted out'
 		WHERE subscriber_id = $1 AND channel = $2 AND state = 'queued'`, id, channel)
 	if err != nil {
 		return fmt.Errorf("suppress queued deliveries: %w", err)
@@ -177,7 +178,8 @@ func (s *Store) OptOutPhone(ctx context.Context, phone string) (int64, error) {
 		}
 		n = tag.RowsAffected()
 		_, err = tx.Exec(ctx, `
-			UPDATE deliveries SET state = 'suppressed', updated_at = now(), last_error = 'recipient opted out'
+			UPDATE deliveries SET state = 'suppressed', next_attempt_at = NULL, updated_at = now(),
+			       last_error = 'recipient opted out'
 			WHERE channel = 'sms' AND state = 'queued'
 			  AND subscriber_id IN (SELECT id FROM subscribers WHERE phone = $1)`, phone)
 		if err != nil {
