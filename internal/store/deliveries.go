@@ -152,16 +152,31 @@ func (s *Store) Record(ctx context.Context, owner string, outcomes []Outcome) (i
 		}
 	}
 	var changed int64
-	err := s.pool.QueryRow(ctx, recordSQL,
-		ids, attempts, kinds, providerIDs, codes, errs, next, started, owner).Scan(&changed)
+	args := []any{ids, attempts, kinds, providerIDs, codes, errs, next, started, owner}
+	err := s.pool.QueryRow(ctx, recordSQL, args...).Scan(&changed)
+	if isUniqueViolation(err) {
+		// An attempt of the batch is recorded already: this is the batch
+		// written again after an error that came after its commit. The
+		// statement rolled back as a whole; write it skipping those.
+		err = s.pool.QueryRow(ctx, recordAgainSQL, args...).Scan(&changed)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("record %d outcomes: %w", n, err)
 	}
 	return changed, nil
 }
 
-// recordSQL writes the outcomes $1-$8 of owner $9 (see Record).
-const recordSQL = `
+// recordSQL writes the outcomes $1-$8 of owner $9 (see Record), and
+// recordAgainSQL writes them again, skipping the attempts recorded already.
+// A plain INSERT of the attempt rows costs PostgreSQL less than one with ON
+// CONFLICT, which inserts each row speculatively (see fanOutInsert).
+var (
+	recordSQL      = fmt.Sprintf(recordSQLFormat, "")
+	recordAgainSQL = fmt.Sprintf(recordSQLFormat, "ON CONFLICT (delivery_id, attempt, started_at) DO NOTHING")
+)
+
+// recordSQLFormat is recordSQL with a %s for the attempts' conflict clause.
+const recordSQLFormat = `
 		WITH o AS (
 			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
 			                     $7::timestamptz[], $8::timestamptz[])
@@ -193,13 +208,13 @@ const recordSQL = `
 			FROM o WHERE o.outcome <> 'released'
 			-- An error can come after the commit (the connection broke
 			-- before the answer), and the caller then writes the batch
-			-- again: the attempts already recorded are skipped, not
-			-- doubled, and do not fail the retry with a unique violation.
-			-- Distinct attempts never share the key: the number rises
-			-- with every claim, and when one comes back (RetryFailed
-			-- resets the count, a release hands it back) the new attempt
-			-- starts later.
-			ON CONFLICT (delivery_id, attempt, started_at) DO NOTHING
+			-- again: its first write fails on the attempts' key, and the
+			-- second (recordAgainSQL) skips the attempts recorded, so they
+			-- are not doubled. Distinct attempts never share the key: the
+			-- number rises with every claim, and when one comes back
+			-- (RetryFailed resets the count, a release hands it back) the
+			-- new attempt starts later.
+			%s
 		)
 		SELECT count(*) FROM upd`
 
