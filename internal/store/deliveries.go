@@ -55,8 +55,9 @@ func (s *Store) Claim(ctx context.Context, channel string, limit int, owner stri
 	var out []Claimed
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL enable_bitmapscan = off`)
-	b.Queue(`SET LOCAL enable_seqscan = off`)
+	for _, set := range claimPlan {
+		b.Queue(set)
+	}
 	b.Queue(claimSQL, channel, limit, owner, lease.Milliseconds(), LeaseExpiredError).Query(func(rows pgx.Rows) error {
 		var err error
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
@@ -72,6 +73,10 @@ func (s *Store) Claim(ctx context.Context, channel string, limit int, owner stri
 	}
 	return out, nil
 }
+
+// claimPlan are the settings of the claim's transaction (see Claim and
+// TestClaimScansTheQueueInOrder).
+var claimPlan = []string{`SET LOCAL enable_bitmapscan = off`, `SET LOCAL enable_seqscan = off`}
 
 // claimSQL leases up to $2 due deliveries of channel $1 to owner $3 for $4
 // milliseconds (see Claim).

@@ -2,8 +2,11 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/crier-dev/crier/internal/incidenttest"
 	"github.com/crier-dev/crier/internal/pgtest"
@@ -275,5 +278,65 @@ func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
 	_, err = st.Pool().Exec(ctx, `UPDATE deliveries SET state = 'sent' WHERE id = $1`, second[5].ID)
 	if err == nil {
 		t.Error("a sent delivery with a next attempt was accepted")
+	}
+}
+
+// The claim's plan must scan deliveries_ready in its order and stop after
+// the batch, whatever the statistics say. Here they were gathered when few
+// deliveries were pending, as autovacuum can gather them between two
+// sends; then many were queued. The plan a prepared statement keeps would
+// read every due row into a bitmap and sort them, on every claim (seen in
+// crier-bench: twice PostgreSQL's CPU).
+func TestClaimScansTheQueueInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	ledger(t, st, 5000) // 10,000 rows: ANALYZE reads them all
+	for _, q := range []string{
+		`ALTER TABLE deliveries SET (autovacuum_enabled = false)`,
+		`UPDATE deliveries SET state = 'sent', next_attempt_at = NULL WHERE id % 50 <> 0`,
+		`UPDATE deliveries SET state = 'sending', lease_owner = 'w', lease_expires_at = now() + interval '1 hour'
+		 WHERE id % 50 = 0`,
+		`ANALYZE deliveries`,
+		`UPDATE deliveries SET state = 'queued', next_attempt_at = now() WHERE state = 'sent' AND id % 2 = 0`,
+	} {
+		if _, err := st.Pool().Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := func(settings []string) string {
+		t.Helper()
+		tx, err := st.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		for _, q := range append([]string{`SET LOCAL plan_cache_mode = force_generic_plan`, `PREPARE claim AS ` + store.ClaimSQL}, settings...) {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE claim('email', 200, 'w', 60000, 'expired')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Prepared statements outlive the transaction.
+		if _, err := tx.Exec(ctx, `DEALLOCATE claim`); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	ordered := func(p string) bool {
+		return strings.Contains(p, "Index Scan using deliveries_ready") && !strings.Contains(p, "Sort") && !strings.Contains(p, "Bitmap")
+	}
+	if p := plan(nil); ordered(p) {
+		t.Fatalf("without the claim's settings the plan is ordered too, so this test no longer shows what they prevent:\n%s", p)
+	}
+	if p := plan(store.ClaimPlan); !ordered(p) {
+		t.Errorf("claim plan does not scan the queue in order:\n%s", p)
 	}
 }
