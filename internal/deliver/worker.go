@@ -22,6 +22,20 @@ type Sender interface {
 	Send(ctx context.Context, m Message) (providerID string, err error)
 }
 
+// BatchSender is a Sender that can also hand the provider several messages
+// in one exchange. SendBatch returns one result per message, in order, each
+// as Send would have returned it.
+type BatchSender interface {
+	Sender
+	SendBatch(ctx context.Context, ms []Message) []SendResult
+}
+
+// SendResult is the outcome of one message of a batch.
+type SendResult struct {
+	ProviderID string
+	Err        error
+}
+
 // Composer turns a claimed delivery into the message to send. It is called
 // for every delivery, so it should cache per-event work.
 type Composer interface {
@@ -59,6 +73,11 @@ type Config struct {
 	RecordConcurrency int
 	// Claimers is how many claim statements may run at once (default 2).
 	Claimers int
+	// SendBatch is the most deliveries one sender hands the provider in one
+	// exchange, when the Sender is a BatchSender (default 4): those already
+	// waiting join the send, none is waited for. Rate-limited channels send
+	// one at a time.
+	SendBatch int
 	// FlushInterval bounds how long an outcome waits to be written with
 	// others (default 50ms). Longer means fuller batches and fewer
 	// statements (at 5,000 sends/s, 50ms fills a batch of 200); shorter
@@ -93,6 +112,9 @@ func (c Config) WithDefaults() Config {
 	if c.Claimers <= 0 {
 		c.Claimers = 2
 	}
+	if c.SendBatch <= 0 {
+		c.SendBatch = 4
+	}
 	def(&c.Lease, 2*time.Minute)
 	def(&c.SendTimeout, 30*time.Second)
 	def(&c.MaxAge, time.Hour)
@@ -111,6 +133,7 @@ func (c Config) WithDefaults() Config {
 		c.BatchSize = max(1, min(c.BatchSize, limit))
 		c.Concurrency = max(1, min(c.Concurrency, limit, int(c.RatePerSecond*c.SendTimeout.Seconds()/2)))
 		c.Claimers = 1
+		c.SendBatch = 1
 	}
 	return c
 }
@@ -173,10 +196,33 @@ func (w *Worker) Run(ctx context.Context) error {
 	jobs := make(chan job, w.cfg.BatchSize)
 	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
 	var senders sync.WaitGroup
+	batch := 1
+	if _, ok := w.sender.(BatchSender); ok {
+		batch = w.cfg.SendBatch
+	}
 	for range w.cfg.Concurrency {
 		senders.Go(func() {
+			js := make([]job, 0, batch)
+			outs := make([]store.Outcome, batch)
 			for j := range jobs {
-				outcomes <- w.deliver(ctx, j)
+				// Whatever else is already waiting joins this send, up
+				// to the batch size: nothing waits for a batch to fill.
+				js = append(js[:0], j)
+			more:
+				for len(js) < batch {
+					select {
+					case j, ok := <-jobs:
+						if !ok {
+							break more
+						}
+						js = append(js, j)
+					default:
+						break more
+					}
+				}
+				for _, o := range w.deliver(ctx, js, outs[:len(js)]) {
+					outcomes <- o
+				}
 			}
 		})
 	}
@@ -261,44 +307,77 @@ func (w *Worker) sleep(ctx context.Context, tick <-chan time.Time) {
 	}
 }
 
-// deliver composes and sends one delivery and decides its outcome.
-func (w *Worker) deliver(ctx context.Context, j job) (out store.Outcome) {
-	d := j.d
-	out = store.Outcome{ID: d.ID, Attempt: d.Attempt, StartedAt: j.start}
-	if ctx.Err() != nil {
-		// Shutting down: a delivery not yet started goes back to the queue.
-		out.Outcome, out.NextAttemptAt = store.OutcomeReleased, time.Now()
-		w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, store.OutcomeReleased).Inc()
-		return out
+// deliver composes and sends the deliveries of js, several in one exchange
+// when the sender can, and writes their outcomes to out.
+func (w *Worker) deliver(ctx context.Context, js []job, out []store.Outcome) (res []store.Outcome) {
+	for i, j := range js {
+		out[i] = store.Outcome{ID: j.d.ID, Attempt: j.d.Attempt, StartedAt: j.start}
 	}
 	defer func() {
+		res = out // also after a panic
 		if p := recover(); p != nil {
-			w.log.ErrorContext(ctx, "panic while sending", "channel", w.cfg.Channel, "delivery_id", d.ID, "panic", fmt.Sprint(p))
-			out.Outcome, out.ErrorCode, out.Error = store.OutcomeFailed, "panic", fmt.Sprintf("panic: %v", p)
+			// Every delivery without an outcome yet fails.
+			for i := range out {
+				if out[i].Outcome == "" {
+					w.log.ErrorContext(ctx, "panic while sending", "channel", w.cfg.Channel, "delivery_id", out[i].ID, "panic", fmt.Sprint(p))
+					out[i].Outcome, out[i].ErrorCode, out[i].Error = store.OutcomeFailed, "panic", fmt.Sprintf("panic: %v", p)
+				}
+			}
 		}
-		w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, outcomeLabel(out)).Inc()
+		for _, o := range out {
+			w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, outcomeLabel(o)).Inc()
+		}
 	}()
-	if age := time.Since(d.QueuedAt); age > w.cfg.MaxAge {
-		out.Outcome, out.ErrorCode = store.OutcomeFailed, "expired"
-		out.Error = fmt.Sprintf("expired: not sent within %s of fan-out", w.cfg.MaxAge)
-		return out
-	}
 	// Sends in flight finish after shutdown starts; SendTimeout bounds them.
 	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.SendTimeout)
 	defer cancel()
-	msg, err := w.composer.Compose(sendCtx, d)
-	if err != nil {
-		err = fmt.Errorf("compose: %w", err)
-	} else {
-		start := time.Now()
-		out.ProviderID, err = w.sender.Send(sendCtx, msg)
-		w.metrics.SendDuration.WithLabelValues(w.cfg.Channel).Observe(time.Since(start).Seconds())
+	var msgs []Message
+	var sending []int // the index in js of each of msgs
+	for i, j := range js {
+		d := j.d
+		switch {
+		case ctx.Err() != nil:
+			// Shutting down: a delivery not yet started goes back to the queue.
+			out[i].Outcome, out[i].NextAttemptAt = store.OutcomeReleased, time.Now()
+		case time.Since(d.QueuedAt) > w.cfg.MaxAge:
+			out[i].Outcome, out[i].ErrorCode = store.OutcomeFailed, "expired"
+			out[i].Error = fmt.Sprintf("expired: not sent within %s of fan-out", w.cfg.MaxAge)
+		default:
+			msg, err := w.composer.Compose(sendCtx, d)
+			if err != nil {
+				out[i] = w.failure(ctx, d, out[i], fmt.Errorf("compose: %w", err))
+				break
+			}
+			msgs, sending = append(msgs, msg), append(sending, i)
+		}
 	}
-	if err == nil {
-		out.Outcome = store.OutcomeSent
+	if len(msgs) == 0 {
 		return out
 	}
-	return w.failure(ctx, d, out, err)
+	start := time.Now()
+	results := w.send(sendCtx, msgs)
+	took := time.Since(start).Seconds()
+	for k, i := range sending {
+		w.metrics.SendDuration.WithLabelValues(w.cfg.Channel).Observe(took)
+		if r := results[k]; r.Err != nil {
+			out[i] = w.failure(ctx, js[i].d, out[i], r.Err)
+		} else {
+			out[i].Outcome, out[i].ProviderID = store.OutcomeSent, r.ProviderID
+		}
+	}
+	return out
+}
+
+// send hands msgs to the sender: in one batch when it takes batches.
+func (w *Worker) send(ctx context.Context, msgs []Message) []SendResult {
+	if bs, ok := w.sender.(BatchSender); ok && len(msgs) > 1 {
+		return bs.SendBatch(ctx, msgs)
+	}
+	res := make([]SendResult, len(msgs))
+	for i, m := range msgs {
+		res[i].ProviderID, res[i].Err = w.sender.Send(ctx, m)
+	}
+	return res
 }
 
 func outcomeLabel(o store.Outcome) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -410,5 +411,70 @@ func TestPanicInSendFailsThatDeliveryOnly(t *testing.T) {
 	})
 	if n := scalar(t, st, `SELECT count(*) FROM deliveries WHERE address = 'user2@example.org' AND error_code = 'panic'`); n != 1 {
 		t.Error("panicking delivery not recorded as a panic failure")
+	}
+}
+
+// batchSender is a scriptSender that also takes batches, and records their
+// sizes.
+type batchSender struct {
+	*scriptSender
+	sizes []int
+}
+
+func (b *batchSender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.SendResult {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, len(ms))
+	b.mu.Unlock()
+	res := make([]deliver.SendResult, len(ms))
+	for i, m := range ms {
+		res[i].ProviderID, res[i].Err = b.Send(ctx, m)
+	}
+	return res
+}
+
+// Deliveries already waiting for a sender go to the provider together, up
+// to SendBatch; each gets its own outcome.
+func TestWaitingDeliveriesAreSentTogether(t *testing.T) {
+	t.Parallel()
+	st := setup(t, 30)
+	ingest(t, st, incidenttest.Updates()[0])
+	s := &batchSender{scriptSender: newScriptSender(func(to string, _ int) error {
+		if to == "user7@example.org" {
+			return deliver.Permanent("550", errors.New("550 no such user"))
+		}
+		return nil
+	})}
+	cfg := fastConfig()
+	cfg.Concurrency = 1
+	cfg.BatchSize = 30
+	cfg.SendBatch = 4
+	// The first send waits until the rest of the claimed batch is queued
+	// behind it.
+	s.block = make(chan struct{})
+	start(t, cfg, st, s)
+	waitFor(t, "the first send", 5*time.Second, func() bool { return s.started.Load() == 1 })
+	time.Sleep(200 * time.Millisecond)
+	s.mu.Lock()
+	close(s.block)
+	s.block = nil
+	s.mu.Unlock()
+	waitFor(t, "29 sent, 1 failed", 10*time.Second, func() bool {
+		m := states(t, st)
+		return m["sent"] == 29 && m["failed"] == 1
+	})
+	if n := scalar(t, st, `SELECT count(*) FROM deliveries WHERE address = 'user7@example.org' AND state = 'failed' AND error_code = '550'`); n != 1 {
+		t.Error("the refused delivery of a batch did not fail on its own")
+	}
+	if n := scalar(t, st, `SELECT count(DISTINCT provider_id) FROM deliveries WHERE state = 'sent'`); n != 29 {
+		t.Errorf("%d distinct provider ids for 29 sent", n)
+	}
+	s.mu.Lock()
+	sizes := slices.Clone(s.sizes)
+	s.mu.Unlock()
+	if len(sizes) < 2 || slices.Max(sizes) != 4 || sizes[1] != 4 {
+		t.Errorf("batch sizes %v, want batches of up to 4, the second full", sizes)
+	}
+	if s.total() != 29 {
+		t.Errorf("accepted %d, want 29", s.total())
 	}
 }

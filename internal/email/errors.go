@@ -108,7 +108,13 @@ func classify(err error) error {
 // required, a wrong password, an untrusted certificate), not about the
 // recipient. An operator fixes it and the deliveries go out; the retry
 // policy's age limit bounds the wait.
-func classifyConnect(err error) error {
+func classifyConnect(err error) error { return transient(err) }
+
+// transient is err as a deliver.TransientError, with its reply code when
+// there is one. SendBatch uses it for a transaction that followed a failed
+// one in the same pipelined group: whatever it was refused for, the session
+// may have been in an unknown state.
+func transient(err error) error {
 	code := ""
 	if c := replyCode(err); c != 0 {
 		code = strconv.Itoa(c)

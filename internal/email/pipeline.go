@@ -82,11 +82,7 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 // (RFC 3030, section 2), so the session stays in step.
 func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buffer) (stage, error) {
 	scratch.Reset()
-	s.writeEnvelope(scratch, pc, rcpt)
-	scratch.WriteString("BDAT ")
-	scratch.Write(strconv.AppendInt(scratch.AvailableBuffer(), int64(crlfLen(body)), 10))
-	scratch.WriteString(" LAST\r\n")
-	appendCRLF(scratch, body)
+	s.writeChunked(scratch, pc, rcpt, body)
 	t := pc.client.Text
 	// Nothing is buffered in t.W between transactions, so this is one
 	// write on the connection.
@@ -98,6 +94,58 @@ func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buff
 	}
 	st, _, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageEnd, 250}})
 	return st, err
+}
+
+// writeChunked appends one CHUNKING transaction to scratch: MAIL, RCPT and
+// "BDAT size LAST" followed by the message.
+func (s *Sender) writeChunked(scratch *bytes.Buffer, pc *conn, rcpt string, body []byte) {
+	s.writeEnvelope(scratch, pc, rcpt)
+	scratch.WriteString("BDAT ")
+	scratch.Write(strconv.AppendInt(scratch.AvailableBuffer(), int64(crlfLen(body)), 10))
+	scratch.WriteString(" LAST\r\n")
+	appendCRLF(scratch, body)
+}
+
+// chunkedGroup runs several CHUNKING transactions in one pipelined group
+// (RFC 2920, section 3.1, allows a transaction to start in the group that
+// carries the previous message): all of them go out in one write, and
+// their replies come back together. It returns each transaction's stage
+// and error as chunked does. A failure that is not a reply is the error of
+// that transaction and of every one after it, and io reports it: the
+// session is then in an unknown state.
+func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch *bytes.Buffer) (sts []stage, errs []error, io error) {
+	scratch.Reset()
+	for i := range rcpts {
+		s.writeChunked(scratch, pc, rcpts[i], bodies[i])
+	}
+	sts, errs = make([]stage, len(rcpts)), make([]error, len(rcpts))
+	fail := func(from int, st stage, err error) ([]stage, []error, error) {
+		for i := from; i < len(errs); i++ {
+			sts[i], errs[i] = st, err
+		}
+		return sts, errs, err
+	}
+	t := pc.client.Text
+	if _, err := t.W.Write(scratch.Bytes()); err != nil {
+		return fail(0, stageMail, err)
+	}
+	if err := t.W.Flush(); err != nil {
+		return fail(0, stageMail, err)
+	}
+	for i := range rcpts {
+		st, _, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageEnd, 250}})
+		if err != nil && !isReply(err) {
+			return fail(i, st, err)
+		}
+		sts[i], errs[i] = st, err
+	}
+	return sts, errs, nil
+}
+
+// isReply reports whether err is a reply of the server (a refusal).
+func isReply(err error) bool {
+	var tp *textproto.Error
+	return errors.As(err, &tp)
 }
 
 // reply is a reply expected for a pipelined command.

@@ -96,9 +96,13 @@ type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
+// hangUp, at the end of what a scripted turn returns, makes the server
+// close the connection after writing the rest.
+const hangUp = "\x00hang up"
+
 // scriptedServer accepts one connection, greets, answers EHLO with exts and
 // then calls turn for every read of the client's bytes, writing what it
-// returns; it records the reads.
+// returns (see hangUp); it records the reads.
 func scriptedServer(t *testing.T, exts []string, turn func(read string) string) (url string, reads func() []string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -141,7 +145,8 @@ func scriptedServer(t *testing.T, exts []string, turn func(read string) string) 
 				mu.Unlock()
 				out = turn(in)
 			}
-			if _, err := io.WriteString(c, out); err != nil {
+			out, hang := strings.CutSuffix(out, hangUp)
+			if _, err := io.WriteString(c, out); err != nil || hang {
 				return
 			}
 		}

@@ -253,16 +253,10 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 // the next message: after success, or after a refused command that RSET
 // cleared.
 func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byte) (st stage, keep bool, err error) {
-	deadline := time.Now().Add(s.cfg.SendTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := pc.raw.SetDeadline(deadline); err != nil {
+	stop, err := s.arm(ctx, pc)
+	if err != nil {
 		return stageMail, false, err
 	}
-	// Cancellation interrupts blocked reads and writes. If it fired, the
-	// connection's deadline may be changed behind our back: never reuse it.
-	stop := context.AfterFunc(ctx, func() { _ = pc.raw.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
 		if !stop() {
 			keep = false
@@ -286,6 +280,21 @@ func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byt
 		keep = pc.client.Reset() == nil
 	}
 	return st, keep, err
+}
+
+// arm bounds an exchange on pc by Config.SendTimeout and ctx. Cancellation
+// interrupts blocked reads and writes; stop reports false if it fired, and
+// the connection's deadline may then be changed behind the caller's back:
+// it must not be reused.
+func (s *Sender) arm(ctx context.Context, pc *conn) (stop func() bool, err error) {
+	deadline := time.Now().Add(s.cfg.SendTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := pc.raw.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	return context.AfterFunc(ctx, func() { _ = pc.raw.SetDeadline(time.Unix(1, 0)) }), nil
 }
 
 // serial runs one transaction a command at a time, with go-mail's client,

@@ -338,17 +338,22 @@ func TestTransientReplyThenRecovery(t *testing.T) {
 	})
 }
 
+// refuse makes the test server refuse rcpt with 550 5.1.1.
+func refuse(rcpt string) smtptest.Option {
+	return smtptest.WithRcptHook(func(r string, _ int) *smtp.SMTPError {
+		if r == rcpt {
+			return smtptest.ReplyError(550, "5.1.1 mailbox unavailable")
+		}
+		return nil
+	})
+}
+
 func TestRejectedRecipientFailsOnlyItself(t *testing.T) {
 	t.Parallel()
 	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
 		const bad = "left@carehome.example"
 		srv, s := setup(t, func(c *email.Config) { mode(c); c.PoolSize = 3 },
-			smtptest.WithRcptHook(func(rcpt string, _ int) *smtp.SMTPError {
-				if rcpt == bad {
-					return smtptest.ReplyError(550, "5.1.1 mailbox unavailable")
-				}
-				return nil
-			}))
+			refuse(bad))
 		const n = 30
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -722,4 +727,56 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A batch against a real SMTP server (go-smtp) in each transaction mode:
+// every valid message arrives once, intact; an invalid address fails
+// permanently without being sent; a refused recipient fails itself only,
+// and what the server accepted after it in the same group counts.
+func TestSendBatch(t *testing.T) {
+	t.Parallel()
+	transactionModes(t, func(t *testing.T, mode func(*email.Config)) {
+		const bad = "left@carehome.example"
+		srv, s := setup(t, func(c *email.Config) { mode(c); c.PoolSize = 2 },
+			refuse(bad))
+		ms := []deliver.Message{
+			message(1, "manager1@carehome.example"),
+			message(2, "not an address"),
+			message(3, bad),
+			message(4, "manager4@carehome.example"),
+			message(5, "manager5@carehome.example"),
+		}
+		res := s.SendBatch(context.Background(), ms)
+		if len(res) != len(ms) {
+			t.Fatalf("%d results for %d messages", len(res), len(ms))
+		}
+		wantPermanent(t, res[1].Err, "")
+		delivered := 0
+		for _, i := range []int{0, 3, 4} {
+			if res[i].Err != nil {
+				// A later transaction of the group may only be retried.
+				wantTransient(t, res[i].Err, res[i].Err.(*deliver.TransientError).Code)
+				continue
+			}
+			delivered++
+			if want := strings.Trim(ms[i].MessageID, "<>"); res[i].ProviderID != want {
+				t.Errorf("message %d: provider id %q, want %q", i, res[i].ProviderID, want)
+			}
+			got := srv.MessagesTo(ms[i].To)
+			if len(got) != 1 || !strings.Contains(got[0].Subject(), "Atlas Device Synchronisation") {
+				t.Errorf("message %d arrived %d times", i, len(got))
+			}
+		}
+		if res[0].Err != nil {
+			t.Errorf("the first message, before any refusal: %v", res[0].Err)
+		}
+		wantPermanent(t, res[2].Err, "550")
+		if st := srv.Stats(); st.Messages != delivered || len(srv.MessagesTo(bad)) != 0 {
+			t.Errorf("Stats %+v, want %d messages", st, delivered)
+		}
+		// The pool still works.
+		if _, err := s.Send(context.Background(), message(6, "manager6@carehome.example")); err != nil {
+			t.Errorf("send after the batch: %v", err)
+		}
+	})
 }
