@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/mail"
 
 	"github.com/crier-dev/crier/internal/deliver"
 )
@@ -30,64 +29,44 @@ func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.
 		}
 		return res
 	}
-	type item struct {
-		i        int
-		to       *mail.Address
-		id, rcpt string
-		buf      *bytes.Buffer
-		used8bit bool
-	}
-	items := make([]item, 0, len(ms))
+	items := make([]outgoing, 0, len(ms))
 	defer func() {
-		for _, it := range items {
-			s.putBuffer(it.buf)
+		for _, o := range items {
+			s.putBuffer(o.buf)
 		}
 	}()
-	eightBit := s.eightBit.Load()
+	// index[k] is the position in ms of items[k].
+	index := make([]int, 0, len(ms))
 	for i, m := range ms {
-		to, err := parseRecipient(m.To)
+		o, err := s.prepare(m)
 		if err != nil {
-			res[i].Err = deliver.Permanent("", err)
+			res[i].Err = err
 			continue
 		}
-		id, err := s.messageID(m)
-		if err != nil {
-			res[i].Err = deliver.Permanent("", err)
-			continue
-		}
-		buf := s.bufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		used8bit, err := s.compose(buf, m, to, id, eightBit, true)
-		if err != nil {
-			s.putBuffer(buf)
-			res[i].Err = deliver.Permanent("", err)
-			continue
-		}
-		rcpt := (&mail.Address{Address: to.Address}).String()
-		items = append(items, item{i: i, to: to, id: id, rcpt: rcpt, buf: buf, used8bit: used8bit})
+		items, index = append(items, o), append(index, i)
 	}
 	if len(items) == 0 {
 		return res
 	}
-	failAll := func(err func(it item) error) []deliver.SendResult {
-		for _, it := range items {
-			res[it.i].Err = err(it)
+	failAll := func(err func(o outgoing) error) []deliver.SendResult {
+		for k, o := range items {
+			res[index[k]].Err = err(o)
 		}
 		return res
 	}
 
 	pc, err := s.acquire(ctx)
 	if err != nil {
-		return failAll(func(it item) error {
-			return deliver.Transient("", fmt.Errorf("email: send to %s: %w", it.to.Address, err))
+		return failAll(func(o outgoing) error {
+			return deliver.Transient("", fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 		})
 	}
 	for retried := false; ; retried = true {
 		if pc == nil {
 			if pc, err = s.dial(ctx); err != nil {
 				s.release()
-				return failAll(func(it item) error {
-					return classifyConnect(fmt.Errorf("email: send to %s: %w", it.to.Address, err))
+				return failAll(func(o outgoing) error {
+					return classifyConnect(fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 				})
 			}
 		}
@@ -95,33 +74,29 @@ func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.
 			// The relay has no CHUNKING: one transaction at a time.
 			s.putIdle(pc)
 			s.release()
-			for _, it := range items {
-				res[it.i].ProviderID, res[it.i].Err = s.Send(ctx, ms[it.i])
+			for k := range items {
+				res[index[k]].ProviderID, res[index[k]].Err = s.Send(ctx, ms[index[k]])
 			}
 			return res
 		}
-		kept := items[:0]
-		for _, it := range items {
-			if it.used8bit && !pc.eightBit {
-				// This server does not take 8bit after all: quoted-printable.
-				it.buf.Reset()
-				if it.used8bit, err = s.compose(it.buf, ms[it.i], it.to, it.id, false, true); err != nil {
-					s.putBuffer(it.buf)
-					res[it.i].Err = deliver.Permanent("", err)
-					continue
-				}
+		kept, keptIndex := items[:0], index[:0]
+		for k, o := range items {
+			if err := s.fit(&o, pc); err != nil {
+				s.putBuffer(o.buf)
+				res[index[k]].Err = err
+				continue
 			}
-			kept = append(kept, it)
+			kept, keptIndex = append(kept, o), append(keptIndex, index[k])
 		}
-		if items = kept; len(items) == 0 {
+		if items, index = kept, keptIndex; len(items) == 0 {
 			s.putIdle(pc)
 			s.release()
 			return res
 		}
 		rcpts := make([]string, len(items))
 		bodies := make([][]byte, len(items))
-		for k, it := range items {
-			rcpts[k], bodies[k] = it.rcpt, it.buf.Bytes()
+		for k, o := range items {
+			rcpts[k], bodies[k] = o.rcpt, o.buf.Bytes()
 		}
 		sts, errs, keep := s.exchangeGroup(ctx, pc, rcpts, bodies)
 		sent := 0
@@ -139,25 +114,23 @@ func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.
 		}
 		// As in Send: a reused connection that the server had closed while
 		// it was idle took nothing; the whole group goes again, once.
-		if !retried && reused && sent == 0 && sts[0] == stageMail && droppedWhileIdle(errs[0]) && ctx.Err() == nil {
+		if ctx.Err() == nil && !retried && reused && sent == 0 && sts[0] == stageMail && droppedWhileIdle(errs[0]) {
 			pc = nil
 			continue
 		}
 		s.release()
 		failed := false
-		for k, it := range items {
-			err := errs[k]
-			switch {
+		for k, o := range items {
+			r := &res[index[k]]
+			switch err := errs[k]; {
 			case err == nil:
-				res[it.i].ProviderID = it.id
-			case ctx.Err() != nil:
-				res[it.i].Err = deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", it.to.Address, sts[k], ctx.Err(), err))
-			case failed:
-				res[it.i].Err = transient(fmt.Errorf("email: send to %s: %s: %w (after an earlier transaction of the same pipelined group failed)", it.to.Address, sts[k], err))
+				r.ProviderID = o.id
+			case failed && ctx.Err() == nil:
+				r.Err = transient(fmt.Errorf("email: send to %s: %s: %w (after an earlier transaction of the same pipelined group failed)", o.to.Address, sts[k], err))
 			default:
-				res[it.i].Err = classify(fmt.Errorf("email: send to %s: %s: %w", it.to.Address, sts[k], err))
+				r.Err = sendError(ctx, o.to.Address, sts[k], err)
 			}
-			failed = failed || err != nil
+			failed = failed || errs[k] != nil
 		}
 		return res
 	}

@@ -74,26 +74,16 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 // pipelining: MAIL, RCPT and "BDAT size LAST" followed by the whole message
 // go out in one write, and the three replies come back together. One round
 // trip per message, and no dot-stuffing: the size says where the message
-// ends. scratch is reused for the bytes on the wire.
+// ends. scratch is reused for the bytes on the wire. It is a group of one
+// (chunkedGroup).
 //
 // As with pipelined, every reply is read, and the stage returned is that of
 // the first refusal; a refused BDAT is the refusal of the message itself
 // (stageEnd). The server reads the chunk even after refusing MAIL or RCPT
 // (RFC 3030, section 2), so the session stays in step.
 func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buffer) (stage, error) {
-	scratch.Reset()
-	s.writeChunked(scratch, pc, rcpt, body)
-	t := pc.client.Text
-	// Nothing is buffered in t.W between transactions, so this is one
-	// write on the connection.
-	if _, err := t.W.Write(scratch.Bytes()); err != nil {
-		return stageMail, err
-	}
-	if err := t.W.Flush(); err != nil {
-		return stageMail, err
-	}
-	st, _, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageEnd, 250}})
-	return st, err
+	sts, errs, _ := s.chunkedGroup(pc, []string{rcpt}, [][]byte{body}, scratch)
+	return sts[0], errs[0]
 }
 
 // writeChunked appends one CHUNKING transaction to scratch: MAIL, RCPT and

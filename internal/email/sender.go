@@ -171,53 +171,33 @@ func New(cfg Config) (*Sender, error) {
 // ctx, whichever ends first. When the server closed a reused connection
 // while it was idle, the message is sent again once on a new connection.
 func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
-	to, err := parseRecipient(m.To)
+	o, err := s.prepare(m)
 	if err != nil {
-		return "", deliver.Permanent("", err)
+		return "", err
 	}
-	id, err := s.messageID(m)
-	if err != nil {
-		return "", deliver.Permanent("", err)
-	}
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer s.putBuffer(buf)
-	// The message is composed before a connection is taken, so that
-	// composing never holds one: in 8bit where it can be when the last
-	// connection opened offered 8BITMIME, as every connection to the same
-	// relay is expected to (checked below).
-	used8bit, err := s.compose(buf, m, to, id, s.eightBit.Load(), true)
-	if err != nil {
-		return "", deliver.Permanent("", err)
-	}
-	rcpt := (&mail.Address{Address: to.Address}).String()
-
+	defer s.putBuffer(o.buf)
 	if s.limiter != nil {
 		if err := s.limiter.Wait(ctx); err != nil {
-			return "", deliver.Transient("", fmt.Errorf("email: send to %s: wait for rate limit: %w", to.Address, err))
+			return "", deliver.Transient("", fmt.Errorf("email: send to %s: wait for rate limit: %w", o.to.Address, err))
 		}
 	}
 	pc, err := s.acquire(ctx)
 	if err != nil {
-		return "", deliver.Transient("", fmt.Errorf("email: send to %s: %w", to.Address, err))
+		return "", deliver.Transient("", fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 	}
 	defer s.release()
 
 	for retried := false; ; retried = true {
 		if pc == nil {
 			if pc, err = s.dial(ctx); err != nil {
-				return "", classifyConnect(fmt.Errorf("email: send to %s: %w", to.Address, err))
+				return "", classifyConnect(fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 			}
 		}
-		if used8bit && !pc.eightBit {
-			// This server does not take 8bit after all: quoted-printable.
-			buf.Reset()
-			if used8bit, err = s.compose(buf, m, to, id, false, true); err != nil {
-				s.putIdle(pc)
-				return "", deliver.Permanent("", err)
-			}
+		if err := s.fit(&o, pc); err != nil {
+			s.putIdle(pc)
+			return "", err
 		}
-		st, keep, err := s.exchange(ctx, pc, rcpt, buf.Bytes())
+		st, keep, err := s.exchange(ctx, pc, o.rcpt, o.buf.Bytes())
 		if err == nil {
 			pc.sent++
 		}
@@ -228,10 +208,7 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 			discard(pc)
 		}
 		if err == nil {
-			return id, nil
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return "", deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", to.Address, st, cerr, err))
+			return o.id, nil
 		}
 		// A reused connection that fails at once at the first command, with
 		// 421 or closed without a reply, was most likely closed by the
@@ -241,12 +218,68 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		// before answering would get it twice; but so would it from the
 		// retry that any transient failure gets.) A timeout is no such
 		// sign and is not retried here.
-		if !retried && reused && st == stageMail && droppedWhileIdle(err) {
+		if ctx.Err() == nil && !retried && reused && st == stageMail && droppedWhileIdle(err) {
 			pc = nil
 			continue
 		}
-		return "", classify(fmt.Errorf("email: send to %s: %s: %w", to.Address, st, err))
+		return "", sendError(ctx, o.to.Address, st, err)
 	}
+}
+
+// outgoing is a message composed for sending.
+type outgoing struct {
+	m        deliver.Message
+	to       *mail.Address
+	id       string // Message-ID, without angle brackets
+	rcpt     string // the RCPT TO path
+	buf      *bytes.Buffer
+	used8bit bool
+}
+
+// prepare checks m and composes it into a pooled buffer, which the caller
+// returns with putBuffer. The message is composed before a connection is
+// taken, so that composing never holds one: in 8bit where it can be when
+// the last connection opened offered 8BITMIME, as every connection to the
+// same relay is expected to (see fit). Its errors are permanent.
+func (s *Sender) prepare(m deliver.Message) (outgoing, error) {
+	to, err := parseRecipient(m.To)
+	if err != nil {
+		return outgoing{}, deliver.Permanent("", err)
+	}
+	id, err := s.messageID(m)
+	if err != nil {
+		return outgoing{}, deliver.Permanent("", err)
+	}
+	o := outgoing{m: m, to: to, id: id, rcpt: (&mail.Address{Address: to.Address}).String(), buf: s.bufs.Get().(*bytes.Buffer)}
+	o.buf.Reset()
+	if o.used8bit, err = s.compose(o.buf, m, to, id, s.eightBit.Load(), true); err != nil {
+		s.putBuffer(o.buf)
+		return outgoing{}, deliver.Permanent("", err)
+	}
+	return o, nil
+}
+
+// fit composes o again in quoted-printable when it went in 8bit and pc's
+// server does not take 8bit after all. Its error is permanent.
+func (s *Sender) fit(o *outgoing, pc *conn) error {
+	if !o.used8bit || pc.eightBit {
+		return nil
+	}
+	o.buf.Reset()
+	var err error
+	if o.used8bit, err = s.compose(o.buf, o.m, o.to, o.id, false, true); err != nil {
+		return deliver.Permanent("", err)
+	}
+	return nil
+}
+
+// sendError is the error of a transaction to address that failed at st
+// with err: transient when ctx ended, else classified by the reply.
+func sendError(ctx context.Context, address string, st stage, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", address, st, cerr, err))
+	}
+	return classify(fmt.Errorf("email: send to %s: %s: %w", address, st, err))
 }
 
 // exchange runs one transaction on pc. keep reports whether pc can carry

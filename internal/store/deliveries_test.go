@@ -26,6 +26,17 @@ func ledger(t *testing.T, st *store.Store, n int) string {
 	return ev.ID
 }
 
+// claim claims up to limit email deliveries for owner and fails the test
+// unless it gets want of them.
+func claim(t *testing.T, st *store.Store, limit int, owner string, lease time.Duration, want int) []store.Claimed {
+	t.Helper()
+	claimed, err := st.Claim(context.Background(), "email", limit, owner, lease)
+	if err != nil || len(claimed) != want {
+		t.Fatalf("claim by %s: %d, %v; want %d", owner, len(claimed), err, want)
+	}
+	return claimed
+}
+
 type attemptRow struct {
 	Attempt   int
 	StartedAt time.Time
@@ -63,10 +74,7 @@ func TestRecordWrittenTwiceRecordsEachAttemptOnce(t *testing.T) {
 	ctx := context.Background()
 	st := pgtest.NewStore(t)
 	ledger(t, st, 4)
-	claimed, err := st.Claim(ctx, "email", 4, "w1", time.Minute)
-	if err != nil || len(claimed) != 4 {
-		t.Fatalf("claim: %d %v", len(claimed), err)
-	}
+	claimed := claim(t, st, 4, "w1", time.Minute, 4)
 	start := time.Now()
 	kinds := []string{store.OutcomeSent, store.OutcomeRetry, store.OutcomeFailed, store.OutcomeReleased}
 	batch := make([]store.Outcome, len(claimed))
@@ -148,10 +156,7 @@ func TestStaleOutcomeLeavesNewerAttemptAlone(t *testing.T) {
 	ctx := context.Background()
 	st := pgtest.NewStore(t)
 	ledger(t, st, 1)
-	claimed, err := st.Claim(ctx, "email", 1, "w1", time.Minute)
-	if err != nil || len(claimed) != 1 {
-		t.Fatalf("claim: %d %v", len(claimed), err)
-	}
+	claimed := claim(t, st, 1, "w1", time.Minute, 1)
 	retry := []store.Outcome{{ID: claimed[0].ID, Attempt: claimed[0].Attempt, Outcome: store.OutcomeRetry,
 		StartedAt: time.Now(), NextAttemptAt: time.Now().Add(-time.Second), ErrorCode: "451", Error: "try later"}}
 	if n, err := st.Record(ctx, "w1", retry); err != nil || n != 1 {
@@ -203,10 +208,7 @@ func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
 	st := pgtest.NewStore(t)
 	ledger(t, st, 40)
 
-	first, err := st.Claim(ctx, "email", 5, "w1", time.Hour)
-	if err != nil || len(first) != 5 {
-		t.Fatalf("claim: %d, %v", len(first), err)
-	}
+	first := claim(t, st, 5, "w1", time.Hour, 5)
 	if n := heapOnlyTuples(t, st); n != 5 {
 		t.Errorf("%d claimed rows updated in place, want 5", n)
 	}
@@ -220,10 +222,7 @@ func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
 	for _, c := range first {
 		held[c.ID] = true
 	}
-	second, err := st.Claim(ctx, "email", 100, "w2", time.Hour)
-	if err != nil || len(second) != 35 {
-		t.Fatalf("second claim: %d, %v; want the 35 not leased", len(second), err)
-	}
+	second := claim(t, st, 100, "w2", time.Hour, 35) // the 35 not leased
 	for _, c := range second {
 		if held[c.ID] || c.Reclaimed {
 			t.Errorf("second claim took %+v", c)
@@ -234,10 +233,7 @@ func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
 	if _, err := st.Pool().Exec(ctx, `UPDATE deliveries SET lease_expires_at = now() - interval '1 second' WHERE lease_owner = 'w1'`); err != nil {
 		t.Fatal(err)
 	}
-	third, err := st.Claim(ctx, "email", 100, "w3", time.Hour)
-	if err != nil || len(third) != 5 {
-		t.Fatalf("third claim: %d, %v; want w1's 5", len(third), err)
-	}
+	third := claim(t, st, 100, "w3", time.Hour, 5) // w1's 5
 	for _, c := range third {
 		if !held[c.ID] || !c.Reclaimed || c.Attempt != 2 {
 			t.Errorf("reclaimed %+v, want one of w1's at attempt 2", c)
@@ -267,7 +263,7 @@ func TestClaimUpdatesInPlaceAndTakesExpiredLeases(t *testing.T) {
 		t.Errorf("record: %d, %v", n, err)
 	}
 	var due, pending int64
-	err = st.Pool().QueryRow(ctx, `
+	err := st.Pool().QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE next_attempt_at IS NOT NULL),
 		       count(*) FILTER (WHERE state IN ('queued', 'sending'))
 		FROM deliveries WHERE channel = 'email'`).Scan(&due, &pending)

@@ -18,15 +18,22 @@ import (
 // Every migration rolls back and applies again; the delivery_attempts key
 // (00004) keeps the rows written before it, without the copies that retried
 // Record calls used to leave, and rolling it back restores id and index.
-func TestMigrationsRollBackAndApplyAgain(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	st := pgtest.NewStore(t)
+// migrator returns a goose provider of crier's migrations on st's database.
+func migrator(t *testing.T, st *store.Store) *goose.Provider {
+	t.Helper()
 	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestMigrationsRollBackAndApplyAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	p := migrator(t, st)
 	sources := p.ListSources()
 	last := sources[len(sources)-1].Version
 
@@ -156,11 +163,7 @@ func TestEventDeliveryRangeMigration(t *testing.T) {
 		return r
 	}
 	want := ranges()
-	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := migrator(t, st)
 	if _, err := p.DownTo(ctx, 5); err != nil {
 		t.Fatalf("roll back to 5: %v", err)
 	}
@@ -184,11 +187,7 @@ func TestDueWhilePendingMigration(t *testing.T) {
 	ctx := context.Background()
 	st := pgtest.NewStore(t)
 	ledger(t, st, 6)
-	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(st.Pool()), migrations.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := migrator(t, st)
 	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatalf("roll back to 6: %v", err)
 	}
