@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/devenv"
@@ -155,7 +155,7 @@ func printDevBanner(w io.Writer, b devBanner) {
 		self = "go run ./cmd/crier"
 	}
 	var subs []string
-	for _, s := range catalog.ExampleSubscribers {
+	for _, s := range example.Subscribers() {
 		var ch []string
 		if s.Email != "" {
 			ch = append(ch, "email")

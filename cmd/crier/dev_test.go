@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/devenv"
-	"github.com/crier-dev/crier/internal/pgtest"
-	"github.com/crier-dev/crier/internal/proctest"
-	"github.com/crier-dev/crier/internal/tcpproxy"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/proctest"
+	"github.com/crier-dev/crier/internal/testkit/tcpproxy"
 )
 
 // buildCrier builds the crier binary into a temporary directory.
@@ -267,7 +267,7 @@ func TestDev(t *testing.T) {
 		}
 	}
 	all := stdout.String() + logs
-	for _, s := range catalog.ExampleSubscribers {
+	for _, s := range example.Subscribers() {
 		for _, addr := range []string{s.Email, s.Phone} {
 			if addr != "" && strings.Contains(all, addr) {
 				t.Errorf("output shows %q unmasked", addr)

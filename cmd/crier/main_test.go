@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 )
 

@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/devenv"
 	"github.com/crier-dev/crier/internal/event"
@@ -353,7 +353,7 @@ func load(ctx context.Context, dbURL string, cfg Config) error {
 	if _, err := st.Migrate(ctx, nil); err != nil {
 		return err
 	}
-	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		return err
 	}
 	_, err = st.Pool().Exec(ctx, `

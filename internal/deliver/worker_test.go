@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 )
 
@@ -98,7 +98,7 @@ func setup(t *testing.T, n int) *store.Store {
 	t.Helper()
 	st := pgtest.NewStore(t)
 	ctx := context.Background()
-	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Pool().Exec(ctx, `

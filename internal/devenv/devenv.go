@@ -23,7 +23,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/store"
 )
 
@@ -112,7 +112,7 @@ func Seed(ctx context.Context, url string, log *slog.Logger) error {
 	if _, err := st.Migrate(ctx, log); err != nil {
 		return err
 	}
-	if err := catalog.Load(ctx, st, catalog.Example, catalog.ExampleSubscribers); err != nil {
+	if err := example.Load(ctx, st, example.Components(), example.Subscribers()); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 )
 
 // BenchmarkSend sends b.N messages through the pool to a local discarding

@@ -10,7 +10,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/deliver/sendertest"
 	"github.com/crier-dev/crier/internal/email"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 )
 
 func TestSenderConformance(t *testing.T) {

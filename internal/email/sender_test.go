@@ -15,7 +15,7 @@ import (
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 )
 
 // setup starts a test server with opts and a Sender for it; edit adjusts

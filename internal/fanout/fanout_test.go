@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/fanout"
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 )
@@ -44,7 +44,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &bundle{store: pgtest.NewStore(t), nats: natstest.New(t), subs: map[string]int64{}}
-	if err := catalog.Load(ctx, b.store, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, b.store, example.Components(), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range testSubscribers {

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/fanout"
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
-	"github.com/crier-dev/crier/internal/tcpproxy"
+	"github.com/crier-dev/crier/internal/testkit/tcpproxy"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -33,7 +33,7 @@ func TestEventWaitsForPostgreSQLToComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	if err := catalog.Load(ctx, st, catalog.Example, catalog.ExampleSubscribers); err != nil {
+	if err := example.Load(ctx, st, example.Components(), example.Subscribers()); err != nil {
 		t.Fatal(err)
 	}
 

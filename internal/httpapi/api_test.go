@@ -15,7 +15,7 @@ import (
 
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/httpapi"
-	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 )

@@ -24,7 +24,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/sms"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 const chromiumPath = "/usr/bin/chromium"

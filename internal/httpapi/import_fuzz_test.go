@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/compose"
 	"github.com/crier-dev/crier/internal/httpapi"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/token"
 )
 
@@ -48,7 +48,7 @@ func FuzzImportCSV(f *testing.F) {
 
 	ctx := context.Background()
 	st := pgtest.NewStore(f)
-	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		f.Fatal(err)
 	}
 	signer, err := token.NewSigner([]byte("fuzz-key-fuzz-key-fuzz-key-fuzz-key!"))

@@ -18,12 +18,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/compose"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/httpapi"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/token"
@@ -69,7 +69,7 @@ func setup(t *testing.T, opts ...func(*setupOptions)) *bundle {
 	}
 	ctx := context.Background()
 	b := &bundle{store: pgtest.NewStore(t), nats: natstest.New(t), email: &recorder{}, sms: &recorder{}, now: &clock{}, logs: &syncBuffer{}}
-	if err := catalog.Load(ctx, b.store, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, b.store, example.Components(), nil); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := stream.Connect(b.nats.URL(), "httpapi test")

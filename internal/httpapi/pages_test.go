@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
-	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
 )

@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/crier-dev/crier/internal/catalog"
-	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/example"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/metrics"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 )
@@ -71,7 +71,7 @@ func TestQueueCollector(t *testing.T) {
 		t.Errorf("crier_queue_stats_up = %v, want 1", got["crier_queue_stats_up"])
 	}
 
-	if err := catalog.Load(ctx, st, catalog.Example, catalog.ExampleSubscribers); err != nil {
+	if err := example.Load(ctx, st, example.Components(), example.Subscribers()); err != nil {
 		t.Fatal(err)
 	}
 	ev := incidenttest.Updates()[0]

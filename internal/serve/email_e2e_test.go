@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/mailpittest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/mailpittest"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 const (

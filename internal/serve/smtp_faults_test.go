@@ -8,9 +8,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/crier-dev/crier/internal/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/serve"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 	"github.com/crier-dev/crier/internal/store"
 )
 

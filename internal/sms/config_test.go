@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 func TestConfigWithDefaults(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/deliver/sendertest"
 	"github.com/crier-dev/crier/internal/sms"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 func TestSenderConformance(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/twilio/twilio-go/client"
 
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 // The known answer published with twilio-go's RequestValidator tests.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 // Test numbers: valid UK and US mobiles (not Ofcom's drama range, which

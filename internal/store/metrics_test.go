@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/example"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -25,7 +25,7 @@ func TestQueueStats(t *testing.T) {
 		t.Fatalf("empty ledger: got %+v, want no rows", stats)
 	}
 
-	if err := catalog.Load(ctx, st, catalog.Example, catalog.ExampleSubscribers); err != nil {
+	if err := example.Load(ctx, st, example.Components(), example.Subscribers()); err != nil {
 		t.Fatal(err)
 	}
 	// The first update names Sync Pod A: Alex (email and SMS, through

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/incidenttest"
-	"github.com/crier-dev/crier/internal/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 )
 
@@ -25,7 +25,7 @@ func loadSubscribers(tb testing.TB, st *store.Store, n int) {
 func loadSubscribersOn(tb testing.TB, st *store.Store, n int, email bool) {
 	tb.Helper()
 	ctx := context.Background()
-	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		tb.Fatal(err)
 	}
 	_, err := st.Pool().Exec(ctx, `

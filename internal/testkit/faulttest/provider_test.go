@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 // Provider outage settings. The outage is the two minutes; the

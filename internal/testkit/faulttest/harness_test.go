@@ -21,16 +21,16 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/catalog"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/natstest"
-	"github.com/crier-dev/crier/internal/pgtest"
-	"github.com/crier-dev/crier/internal/proctest"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
+	"github.com/crier-dev/crier/internal/testkit/proctest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
-	"github.com/crier-dev/crier/internal/tcpproxy"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/tcpproxy"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 // crierBin is the crier binary built by TestMain.
@@ -127,7 +127,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	}
 	t.Cleanup(st.Close)
 	w.st = st
-	if err := catalog.Load(ctx, st, catalog.Example, nil); err != nil {
+	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		t.Fatal(err)
 	}
 	crierDB := w.dbURL

@@ -18,9 +18,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/crier-dev/crier/internal/phone"
-	"github.com/crier-dev/crier/internal/smtptest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 	"github.com/crier-dev/crier/internal/token"
-	"github.com/crier-dev/crier/internal/twiliotest"
+	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
 // secWorld is the security test's crier and what it said.
@@ -97,7 +97,7 @@ func with(h http.Header, kv ...string) http.Header {
 // route added there is covered here without anyone remembering to.
 func apiRoutes(t *testing.T) [][2]string {
 	t.Helper()
-	src, err := os.ReadFile("../httpapi/httpapi.go")
+	src, err := os.ReadFile("../../httpapi/httpapi.go")
 	if err != nil {
 		t.Fatal(err)
 	}
