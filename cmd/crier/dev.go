@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/devenv"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/redact"
 	"github.com/crier-dev/crier/internal/serve"
 )

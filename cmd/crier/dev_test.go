@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/devenv"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/testkit/proctest"
 	"github.com/crier-dev/crier/internal/testkit/tcpproxy"

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/natstest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -24,10 +24,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/devenv"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/example"
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

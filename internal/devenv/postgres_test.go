@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

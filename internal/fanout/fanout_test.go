@@ -14,14 +14,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/fanout"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/natstest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
-	"github.com/crier-dev/crier/internal/stream"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

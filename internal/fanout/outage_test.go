@@ -8,11 +8,11 @@ import (
 
 	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/fanout"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/natstest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
-	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/testkit/tcpproxy"
 
 	"github.com/nats-io/nats.go/jetstream"

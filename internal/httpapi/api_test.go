@@ -15,9 +15,9 @@ import (
 
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/httpapi"
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 )
 
 // firstUpdate is the first update of the seed incident as JSON.

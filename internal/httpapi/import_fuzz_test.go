@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/compose"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/token"

@@ -18,14 +18,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/compose"
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/httpapi"
-	"github.com/crier-dev/crier/internal/testkit/natstest"
-	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/token"
 )
 

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 )
 
 var (

@@ -12,12 +12,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/crier-dev/crier/internal/example"
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/metrics"
-	"github.com/crier-dev/crier/internal/testkit/natstest"
-	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

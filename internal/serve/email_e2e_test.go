@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
-	"github.com/crier-dev/crier/internal/testkit/mailpittest"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/mailpittest"
 )
 
 // emailSubscribers: who gets which updates of the 10 November incident.

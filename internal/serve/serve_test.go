@@ -14,16 +14,16 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
-	"github.com/crier-dev/crier/internal/testkit/natstest"
-	"github.com/crier-dev/crier/internal/testkit/pgtest"
+	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/natstest"
+	"github.com/crier-dev/crier/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

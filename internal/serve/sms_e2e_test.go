@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/serve"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 

@@ -8,10 +8,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/serve"
-	"github.com/crier-dev/crier/internal/testkit/smtptest"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/smtptest"
 )
 
 func manyEmailSubscribers(n int) []subscriber {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 )
 
 // ledger makes n subscribers of both channels and fans the first update

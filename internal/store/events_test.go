@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 )
 
 func TestChunkedFanOutMatchesOneChunkAndResumes(t *testing.T) {

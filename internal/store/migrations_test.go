@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/migrations"
 )
 

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/example"
+	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
-	"github.com/crier-dev/crier/internal/store"
 )
 
 // loadSubscribers inserts n subscribers with both channels confirmed,

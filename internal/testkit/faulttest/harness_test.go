@@ -21,14 +21,14 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/example"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/example"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/testkit/natstest"
 	"github.com/crier-dev/crier/internal/testkit/pgtest"
 	"github.com/crier-dev/crier/internal/testkit/proctest"
 	"github.com/crier-dev/crier/internal/testkit/smtptest"
-	"github.com/crier-dev/crier/internal/store"
-	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/testkit/tcpproxy"
 	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )

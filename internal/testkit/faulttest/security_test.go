@@ -19,8 +19,8 @@ import (
 
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/testkit/smtptest"
-	"github.com/crier-dev/crier/internal/token"
 	"github.com/crier-dev/crier/internal/testkit/twiliotest"
+	"github.com/crier-dev/crier/internal/token"
 )
 
 // secWorld is the security test's crier and what it said.
