@@ -17,10 +17,10 @@ import (
 // round trip and one write at each end instead of one per message. Without
 // CHUNKING, and under a rate limit, the messages are sent one at a time.
 //
-// Once a transaction of the group has failed, the session's state is not
-// known for the transactions after it (RFC 3030 leaves it indeterminate
-// after a refused BDAT), so a refusal of a later one counts as transient.
-// An acceptance always counts.
+// Every transaction of the group ends with RSET in the same write, so a
+// refusal leaves the next one a cleared session (RFC 3030 leaves the state
+// indeterminate after a refused BDAT and requires RSET), and each message
+// is judged by its own replies only.
 func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.SendResult {
 	res := make([]deliver.SendResult, len(ms))
 	if len(ms) < 2 || s.limiter != nil {
@@ -98,9 +98,9 @@ func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.
 		for k, o := range items {
 			rcpts[k], bodies[k] = o.rcpt, o.buf.Bytes()
 		}
-		sts, errs, keep := s.exchangeGroup(ctx, pc, rcpts, bodies)
+		g, keep := s.exchangeGroup(ctx, pc, rcpts, bodies)
 		sent := 0
-		for _, err := range errs {
+		for _, err := range g.errs {
 			if err == nil {
 				sent++
 			}
@@ -114,39 +114,45 @@ func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.
 		}
 		// As in Send: a reused connection that the server had closed while
 		// it was idle took nothing; the whole group goes again, once.
-		if ctx.Err() == nil && !retried && reused && sent == 0 && sts[0] == stageMail && droppedWhileIdle(errs[0]) {
+		if ctx.Err() == nil && !retried && reused && sent == 0 && g.sts[0] == stageMail && droppedWhileIdle(g.errs[0]) {
 			pc = nil
 			continue
 		}
 		s.release()
-		failed := false
-		for k, o := range items {
-			r := &res[index[k]]
-			switch err := errs[k]; {
-			case err == nil:
-				r.ProviderID = o.id
-			case failed && ctx.Err() == nil:
-				r.Err = transient(fmt.Errorf("email: send to %s: %s: %w (after an earlier transaction of the same pipelined group failed)", o.to.Address, sts[k], err))
-			default:
-				r.Err = sendError(ctx, o.to.Address, sts[k], err)
-			}
-			failed = failed || errs[k] != nil
-		}
+		s.groupResults(ctx, items, index, g, res)
 		return res
+	}
+}
+
+// groupResults writes the result of each transaction of a group to res:
+// each judged by its own replies, as every transaction started from a
+// session that RSET cleared. Only once a RSET was refused is the session's
+// state unknown, and a refusal after that counts as transient.
+func (s *Sender) groupResults(ctx context.Context, items []outgoing, index []int, g groupResult, res []deliver.SendResult) {
+	for k, o := range items {
+		r := &res[index[k]]
+		switch err := g.errs[k]; {
+		case err == nil:
+			r.ProviderID = o.id
+		case k >= g.unsureFrom && ctx.Err() == nil:
+			r.Err = transient(fmt.Errorf("email: send to %s: %s: %w (in a pipelined group whose session a refused RSET left unknown)", o.to.Address, g.sts[k], err))
+		default:
+			r.Err = sendError(ctx, o.to.Address, g.sts[k], err)
+		}
 	}
 }
 
 // exchangeGroup runs the transactions of a batch on pc in one pipelined
 // group. keep reports whether pc can carry the next message: when every
-// transaction was accepted or cleanly refused and RSET cleared the session.
-func (s *Sender) exchangeGroup(ctx context.Context, pc *conn, rcpts []string, bodies [][]byte) (sts []stage, errs []error, keep bool) {
+// transaction was accepted or cleanly refused and every RSET accepted.
+func (s *Sender) exchangeGroup(ctx context.Context, pc *conn, rcpts []string, bodies [][]byte) (g groupResult, keep bool) {
 	stop, err := s.arm(ctx, pc)
 	if err != nil {
-		errs = make([]error, len(rcpts))
-		for i := range errs {
-			errs[i] = err
+		g = groupResult{sts: make([]stage, len(rcpts)), errs: make([]error, len(rcpts)), io: err}
+		for i := range g.errs {
+			g.errs[i] = err
 		}
-		return make([]stage, len(rcpts)), errs, false
+		return g, false
 	}
 	defer func() {
 		if !stop() {
@@ -154,23 +160,15 @@ func (s *Sender) exchangeGroup(ctx context.Context, pc *conn, rcpts []string, bo
 		}
 	}()
 	scratch := s.bufs.Get().(*bytes.Buffer)
-	sts, errs, ioErr := s.chunkedGroup(pc, rcpts, bodies, scratch)
+	g = s.chunkedGroup(pc, rcpts, bodies, scratch)
 	s.putBuffer(scratch)
-	if ioErr != nil {
-		return sts, errs, false
+	if g.io != nil || g.unclean {
+		return g, false
 	}
-	refused := false
-	for _, err := range errs {
-		if err == nil {
-			continue
+	for _, err := range g.errs {
+		if err != nil && !cleanRejection(err) {
+			return g, false
 		}
-		if !cleanRejection(err) {
-			return sts, errs, false
-		}
-		refused = true
 	}
-	if !refused {
-		return sts, errs, true
-	}
-	return sts, errs, pc.client.Reset() == nil
+	return g, true
 }

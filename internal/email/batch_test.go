@@ -24,13 +24,23 @@ func batchOf(locals ...string) []deliver.Message {
 }
 
 // groupReplies answers every transaction of a pipelined group with the
-// replies reply gives for its recipient's local part.
-func groupReplies(in string, reply func(local string) string) string {
+// replies reply gives for its recipient's local part, and the RSET that
+// ends it with 250 (or what rset gives, when not nil).
+func groupReplies(in string, reply func(local string) string, rset func(local string) string) string {
 	var out strings.Builder
 	for _, tx := range strings.Split(in, "MAIL FROM:")[1:] {
 		_, rest, _ := strings.Cut(tx, "RCPT TO:<")
 		local, _, _ := strings.Cut(rest, "@")
 		out.WriteString(reply(local))
+		if !strings.HasSuffix(tx, "\r\nRSET\r\n") {
+			out.WriteString("500 no RSET after the transaction\r\n")
+			continue
+		}
+		if rset != nil {
+			out.WriteString(rset(local))
+		} else {
+			out.WriteString("250 reset\r\n")
+		}
 	}
 	return out.String()
 }
@@ -46,9 +56,7 @@ func TestBatchGoesOutInOneWriteAndARefusalFailsOnlyItself(t *testing.T) {
 					return "250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"
 				}
 				return accepted
-			})
-		case in == "RSET\r\n":
-			return "250 reset\r\n"
+			}, nil)
 		}
 		return "500 unexpected\r\n"
 	})
@@ -74,47 +82,98 @@ func TestBatchGoesOutInOneWriteAndARefusalFailsOnlyItself(t *testing.T) {
 		}
 	}
 	got := reads()
-	if len(got) != 3 || strings.Count(got[0], "MAIL FROM:") != 4 || got[1] != "RSET\r\n" || strings.Count(got[2], "MAIL FROM:") != 2 {
-		t.Fatalf("server reads %q, want the batch of 4 in one write, RSET, the batch of 2", got)
+	if len(got) != 2 || strings.Count(got[0], "MAIL FROM:") != 4 || strings.Count(got[1], "MAIL FROM:") != 2 {
+		t.Fatalf("server reads %q, want the batch of 4 in one write, then the batch of 2", got)
 	}
-	if strings.Count(got[0], " LAST\r\n") != 4 {
-		t.Errorf("group %q: want 4 BDAT LAST", got[0])
+	if strings.Count(got[0], " LAST\r\n") != 4 || strings.Count(got[0], "RSET\r\n") != 4 {
+		t.Errorf("group %q: want 4 BDAT LAST, each followed by RSET", got[0])
 	}
 }
 
-// After a failed transaction the session's state is not known (RFC 3030):
-// a refusal of a later transaction of the same group may be a consequence,
-// so it is transient; an acceptance counts.
-func TestBatchRefusalAfterAFailureIsTransient(t *testing.T) {
-	url, _ := scriptedServer(t, []string{"PIPELINING", "CHUNKING"}, func(in string) string {
-		switch {
-		case strings.HasPrefix(in, "MAIL"):
-			return groupReplies(in, func(local string) string {
-				switch local {
-				case "full":
-					return "250 ok\r\n250 ok\r\n552 5.3.4 message too big\r\n"
-				case "confused":
-					return "503 5.5.1 nested MAIL\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n"
-				}
-				return accepted
-			})
-		case in == "RSET\r\n":
-			return "250 reset\r\n"
+// Each transaction of a group ends with RSET, so each is judged by its own
+// replies: a refusal behind another refusal in the same group is what its
+// own reply code says, and an acceptance counts.
+func TestBatchEachTransactionIsJudgedByItsOwnReplies(t *testing.T) {
+	url, reads := scriptedServer(t, []string{"PIPELINING", "CHUNKING"}, func(in string) string {
+		if !strings.HasPrefix(in, "MAIL") {
+			return "500 unexpected\r\n"
 		}
-		return "500 unexpected\r\n"
+		return groupReplies(in, func(local string) string {
+			switch local {
+			case "full":
+				return "250 ok\r\n250 ok\r\n552 5.3.4 message too big\r\n"
+			case "gone":
+				return "250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"
+			case "busy":
+				return "250 ok\r\n450 4.2.0 mailbox busy\r\n554 5.5.1 no valid recipients\r\n"
+			}
+			return accepted
+		}, nil)
 	})
 	s := scriptedSender(t, url)
-	res := s.SendBatch(context.Background(), batchOf("a", "full", "confused", "d"))
-	if res[0].Err != nil || res[3].Err != nil {
-		t.Errorf("accepted messages failed: %v, %v", res[0].Err, res[3].Err)
+	res := s.SendBatch(context.Background(), batchOf("full", "gone", "busy", "gone"))
+	for i, want := range []struct {
+		code      string
+		permanent bool
+	}{{"552", true}, {"550", true}, {"450", false}, {"550", true}} {
+		var pe *deliver.PermanentError
+		var te *deliver.TransientError
+		switch {
+		case want.permanent && (!errors.As(res[i].Err, &pe) || pe.Code != want.code):
+			t.Errorf("message %d: %v, want a permanent %s", i, res[i].Err, want.code)
+		case !want.permanent && (!errors.As(res[i].Err, &te) || te.Code != want.code || deliver.IsPermanent(res[i].Err)):
+			t.Errorf("message %d: %v, want a transient %s", i, res[i].Err, want.code)
+		}
 	}
-	var pe *deliver.PermanentError
-	if !errors.As(res[1].Err, &pe) || pe.Code != "552" {
-		t.Errorf("first refusal: %v, want a permanent 552", res[1].Err)
+	// Every refusal was cleared by its RSET: the connection is reused.
+	if r := s.SendBatch(context.Background(), batchOf("a", "b")); r[0].Err != nil || r[1].Err != nil {
+		t.Fatalf("next batch: %v, %v", r[0].Err, r[1].Err)
+	}
+	if got := reads(); len(got) != 2 {
+		t.Errorf("server reads %d writes on one connection, want 2 groups: %q", len(got), got)
+	}
+}
+
+// A refused RSET leaves the session's state unknown: a refusal after it may
+// be a consequence, so it is transient, an acceptance still counts, and the
+// connection is not reused.
+func TestBatchRefusedResetMakesLaterRefusalsTransient(t *testing.T) {
+	url, reads := scriptedServer(t, []string{"PIPELINING", "CHUNKING"}, func(in string) string {
+		if !strings.HasPrefix(in, "MAIL") {
+			return "500 unexpected\r\n"
+		}
+		return groupReplies(in, func(local string) string {
+			if local == "gone" {
+				return "250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"
+			}
+			return accepted
+		}, func(local string) string {
+			if local == "odd" {
+				return "502 5.5.2 RSET not now\r\n"
+			}
+			return "250 reset\r\n"
+		})
+	})
+	s := scriptedSender(t, url)
+	res := s.SendBatch(context.Background(), batchOf("gone", "odd", "gone", "d"))
+	if !deliver.IsPermanent(res[0].Err) {
+		t.Errorf("refusal before the refused RSET: %v, want permanent", res[0].Err)
+	}
+	if res[1].Err != nil || res[3].Err != nil {
+		t.Errorf("accepted messages: %v, %v, want sent", res[1].Err, res[3].Err)
 	}
 	var te *deliver.TransientError
-	if !errors.As(res[2].Err, &te) || te.Code != "503" || deliver.IsPermanent(res[2].Err) {
-		t.Errorf("refusal after a failure: %v, want a transient 503", res[2].Err)
+	if !errors.As(res[2].Err, &te) || te.Code != "550" || deliver.IsPermanent(res[2].Err) {
+		t.Errorf("refusal after the refused RSET: %v, want a transient 550", res[2].Err)
+	}
+	if got := reads(); len(got) != 1 {
+		t.Errorf("server reads %q, want the one group", got)
+	}
+	s.mu.Lock()
+	n := len(s.idle)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d idle connections after a refused RSET, want 0", n)
 	}
 }
 
@@ -123,7 +182,7 @@ func TestBatchRefusalAfterAFailureIsTransient(t *testing.T) {
 func TestBatchConnectionBrokenMidGroup(t *testing.T) {
 	url, reads := scriptedServer(t, []string{"PIPELINING", "CHUNKING"}, func(in string) string {
 		if strings.HasPrefix(in, "MAIL") {
-			return accepted + "250 ok\r\n" + hangUp
+			return accepted + "250 reset\r\n250 ok\r\n" + hangUp
 		}
 		return "500 unexpected\r\n"
 	})
@@ -146,5 +205,33 @@ func TestBatchConnectionBrokenMidGroup(t *testing.T) {
 	s.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d idle connections after a broken group, want 0", n)
+	}
+}
+
+// MAIL FROM carries only crier's own sender address: its refusal is a fault
+// of the configuration or the relay account and fails no delivery.
+func TestRefusedSenderIsTransient(t *testing.T) {
+	for _, exts := range [][]string{{"PIPELINING", "CHUNKING"}, {"PIPELINING"}, nil} {
+		t.Run(strings.Join(exts, "+"), func(t *testing.T) {
+			url, _ := scriptedServer(t, exts, func(in string) string {
+				switch {
+				case strings.HasPrefix(in, "MAIL") && strings.Contains(in, "BDAT"):
+					return "553 5.7.1 sender not owned by user\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n250 reset\r\n"
+				case strings.HasPrefix(in, "MAIL") && strings.Contains(in, "DATA"):
+					return "553 5.7.1 sender not owned by user\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n"
+				case strings.HasPrefix(in, "MAIL"):
+					return "553 5.7.1 sender not owned by user\r\n"
+				case strings.HasPrefix(in, "RSET"):
+					return "250 reset\r\n"
+				}
+				return "500 unexpected\r\n"
+			})
+			s := scriptedSender(t, url)
+			_, err := s.Send(context.Background(), scriptedMessage())
+			var te *deliver.TransientError
+			if !errors.As(err, &te) || te.Code != "553" || deliver.IsPermanent(err) {
+				t.Fatalf("Send with the sender refused: %v, want a transient 553", err)
+			}
+		})
 	}
 }

@@ -81,18 +81,22 @@ func droppedWhileIdle(err error) bool {
 	return false
 }
 
-// classify maps a failed transaction to the retry policy's types, by the
-// reply code:
+// classify maps a transaction that failed at st to the retry policy's
+// types, by the reply code:
 //
-//   - 5xx: deliver.PermanentError with the code; the server's text stays in
-//     the wrapped error.
+//   - 5xx to MAIL FROM: deliver.TransientError with the code. MAIL carries
+//     only crier's own sender address (CRIER_MAIL_FROM), so its refusal is
+//     a fault of the configuration or the relay account, not of the
+//     recipient: the delivery is not failed for it.
+//   - 5xx at any later stage: deliver.PermanentError with the code; the
+//     server's text stays in the wrapped error.
 //   - 4xx (421 included): deliver.TransientError with the code.
 //   - no reply (network failure, timeout, connection closed) or a reply that
 //     makes no sense at this point: deliver.TransientError without a code.
-func classify(err error) error {
+func classify(st stage, err error) error {
 	code := replyCode(err)
 	switch {
-	case code >= 500 && code < 600:
+	case code >= 500 && code < 600 && st != stageMail:
 		return deliver.Permanent(strconv.Itoa(code), err)
 	case code != 0:
 		return deliver.Transient(strconv.Itoa(code), err)

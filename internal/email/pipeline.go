@@ -70,50 +70,56 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 	return stageEnd, err
 }
 
-// chunked runs one transaction with CHUNKING (RFC 3030) on top of
-// pipelining: MAIL, RCPT and "BDAT size LAST" followed by the whole message
-// go out in one write, and the three replies come back together. One round
-// trip per message, and no dot-stuffing: the size says where the message
-// ends. scratch is reused for the bytes on the wire. It is a group of one
-// (chunkedGroup).
+// writeChunked appends one CHUNKING transaction to scratch: MAIL, RCPT,
+// "BDAT size LAST" followed by the message, and RSET.
 //
-// As with pipelined, every reply is read, and the stage returned is that of
-// the first refusal; a refused BDAT is the refusal of the message itself
-// (stageEnd). The server reads the chunk even after refusing MAIL or RCPT
-// (RFC 3030, section 2), so the session stays in step.
-func (s *Sender) chunked(pc *conn, rcpt string, body []byte, scratch *bytes.Buffer) (stage, error) {
-	sts, errs, _ := s.chunkedGroup(pc, []string{rcpt}, [][]byte{body}, scratch)
-	return sts[0], errs[0]
-}
-
-// writeChunked appends one CHUNKING transaction to scratch: MAIL, RCPT and
-// "BDAT size LAST" followed by the message.
+// RSET follows every transaction. After a refused BDAT the state of the
+// session is indeterminate, and a client must send RSET before the next
+// transaction (RFC 3030, section 2); since it goes out in the same write,
+// it costs no round trip, and every transaction of a group then starts
+// from a cleared session whatever happened to the one before it.
 func (s *Sender) writeChunked(scratch *bytes.Buffer, pc *conn, rcpt string, body []byte) {
 	s.writeEnvelope(scratch, pc, rcpt)
 	scratch.WriteString("BDAT ")
 	scratch.Write(strconv.AppendInt(scratch.AvailableBuffer(), int64(crlfLen(body)), 10))
 	scratch.WriteString(" LAST\r\n")
 	appendCRLF(scratch, body)
+	scratch.WriteString("RSET\r\n")
 }
 
-// chunkedGroup runs several CHUNKING transactions in one pipelined group
-// (RFC 2920, section 3.1, allows a transaction to start in the group that
-// carries the previous message): all of them go out in one write, and
-// their replies come back together. It returns each transaction's stage
-// and error as chunked does. A failure that is not a reply is the error of
-// that transaction and of every one after it, and io reports it: the
-// session is then in an unknown state.
-func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch *bytes.Buffer) (sts []stage, errs []error, io error) {
+// groupResult is the outcome of a pipelined group of CHUNKING
+// transactions: each transaction's stage and error, io when a failure that
+// is not a reply (I/O, a malformed reply) left the session in an unknown
+// state, and unclean when a RSET was refused, so the session may not be
+// where the client thinks: the connection must not be reused, and the
+// refusals of the transactions from unsureFrom on may be consequences.
+type groupResult struct {
+	sts        []stage
+	errs       []error
+	io         error
+	unclean    bool
+	unsureFrom int
+}
+
+// chunkedGroup runs several CHUNKING transactions in one pipelined group:
+// all of them go out in one write, and their replies come back together.
+// RFC 2920 (section 3.1) lets a group hold several transactions, as RSET,
+// MAIL, RCPT and BDAT may appear anywhere in it; each transaction ends
+// with RSET (see writeChunked), so each is judged by its own replies only.
+// A failure that is not a reply is the error of that transaction and of
+// every one after it.
+func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch *bytes.Buffer) groupResult {
 	scratch.Reset()
 	for i := range rcpts {
 		s.writeChunked(scratch, pc, rcpts[i], bodies[i])
 	}
-	sts, errs = make([]stage, len(rcpts)), make([]error, len(rcpts))
-	fail := func(from int, st stage, err error) ([]stage, []error, error) {
-		for i := from; i < len(errs); i++ {
-			sts[i], errs[i] = st, err
+	g := groupResult{sts: make([]stage, len(rcpts)), errs: make([]error, len(rcpts)), unsureFrom: len(rcpts)}
+	fail := func(from int, st stage, err error) groupResult {
+		for i := from; i < len(g.errs); i++ {
+			g.sts[i], g.errs[i] = st, err
 		}
-		return sts, errs, err
+		g.io = err
+		return g
 	}
 	t := pc.client.Text
 	if _, err := t.W.Write(scratch.Bytes()); err != nil {
@@ -127,9 +133,21 @@ func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch
 		if err != nil && !isReply(err) {
 			return fail(i, st, err)
 		}
-		sts[i], errs[i] = st, err
+		g.sts[i], g.errs[i] = st, err
+		if replyCode(err) == 421 {
+			// The server closes the connection: the rest cannot be sent.
+			return fail(i+1, stageMail, err)
+		}
+		if _, _, err := t.ReadResponse(250); err != nil {
+			if !isReply(err) {
+				return fail(i+1, stageMail, err)
+			}
+			if !g.unclean {
+				g.unclean, g.unsureFrom = true, i+1
+			}
+		}
 	}
-	return sts, errs, nil
+	return g
 }
 
 // isReply reports whether err is a reply of the server (a refusal).

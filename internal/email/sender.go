@@ -15,23 +15,28 @@
 // round trips a message takes depends on what the server offers:
 //
 //   - PIPELINING and CHUNKING (RFC 2920, 3030): MAIL, RCPT and "BDAT n LAST"
-//     with the message in one write, the three replies in one read: 1;
+//     with the message, and RSET, in one write, the four replies in one
+//     read: 1;
 //   - PIPELINING: MAIL, RCPT and DATA together, then the message: 2;
 //   - neither: one command at a time, on go-mail's client: 4 (go-mail's
 //     Client.Send with its defaults takes 6).
 //
 // Parts go in 8bit when the server offers 8BITMIME and their text allows,
-// else quoted-printable. RSET is sent only after a refused command, to
-// clear the transaction; a server that dropped an idle connection is
-// noticed at the next MAIL FROM, which is then sent again on a new
-// connection.
+// else quoted-printable. With CHUNKING every transaction ends with RSET in
+// the same write (RFC 3030 requires it after a refused BDAT); otherwise RSET
+// is sent only after a refused command, to clear the transaction. A server
+// that dropped an idle connection is noticed at the next MAIL FROM, which
+// is then sent again on a new connection.
 //
 // Failures come back as the retry policy's types (package deliver), decided
 // by the reply code, never by the text:
 //
-//   - a 5xx reply to MAIL, RCPT, DATA or at the end of DATA is a
+//   - a 5xx reply to RCPT, DATA, BDAT or at the end of DATA is a
 //     *deliver.PermanentError with Code "550" (or whichever) and the
 //     server's text in the wrapped error;
+//   - a 5xx reply to MAIL FROM is a *deliver.TransientError with its code:
+//     MAIL carries only crier's sender address, so the refusal is a fault of
+//     crier's configuration or relay account, not of the recipient;
 //   - a 4xx reply is a *deliver.TransientError with its code; 421 also
 //     closes the connection;
 //   - a timeout, a cancelled context, a refused, reset or closed connection
@@ -279,7 +284,7 @@ func sendError(ctx context.Context, address string, st stage, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return deliver.Transient("", fmt.Errorf("email: send to %s: %s: %w (%v)", address, st, cerr, err))
 	}
-	return classify(fmt.Errorf("email: send to %s: %s: %w", address, st, err))
+	return classify(st, fmt.Errorf("email: send to %s: %s: %w", address, st, err))
 }
 
 // exchange runs one transaction on pc. keep reports whether pc can carry
@@ -298,9 +303,12 @@ func (s *Sender) exchange(ctx context.Context, pc *conn, rcpt string, body []byt
 
 	switch {
 	case pc.chunking:
+		// The transaction ends with RSET in the same write: after a
+		// refusal the session is already cleared.
 		scratch := s.bufs.Get().(*bytes.Buffer)
-		st, err = s.chunked(pc, rcpt, body, scratch)
+		g := s.chunkedGroup(pc, []string{rcpt}, [][]byte{body}, scratch)
 		s.putBuffer(scratch)
+		return g.sts[0], g.io == nil && !g.unclean && (g.errs[0] == nil || cleanRejection(g.errs[0])), g.errs[0]
 	case pc.pipelining:
 		st, err = s.pipelined(pc, rcpt, body)
 	default:

@@ -31,7 +31,10 @@ type Harness struct {
 }
 
 // Run runs the suite; newHarness gives each subtest a fresh sender and peer.
+// A sender that is also a deliver.BatchSender passes the batch part of the
+// suite too (runBatch), since the delivery workers use SendBatch under load.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
+	t.Run("Batch", func(t *testing.T) { runBatch(t, newHarness) })
 	t.Run("SendsAndReturnsProviderID", func(t *testing.T) {
 		h := newHarness(t)
 		id, err := h.Sender.Send(context.Background(), h.Message(0))
@@ -107,6 +110,94 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 		if time.Since(start) > 5*time.Second {
 			t.Errorf("cancelled send took %s", time.Since(start))
+		}
+	})
+}
+
+// batchOf sends the messages to recipients first, first+1, … in one batch.
+func batchOf(t *testing.T, h Harness, first, n int) []deliver.SendResult {
+	t.Helper()
+	bs, ok := h.Sender.(deliver.BatchSender)
+	if !ok {
+		t.Fatalf("%T is not a deliver.BatchSender", h.Sender)
+	}
+	ms := make([]deliver.Message, n)
+	for i := range ms {
+		ms[i] = h.Message(first + i)
+	}
+	res := bs.SendBatch(context.Background(), ms)
+	if len(res) != n {
+		t.Fatalf("SendBatch of %d returned %d results", n, len(res))
+	}
+	return res
+}
+
+// runBatch checks SendBatch: one result per message, in order, each as Send
+// would have returned it, whatever the other messages of the batch met.
+func runBatch(t *testing.T, newHarness func(t *testing.T) Harness) {
+	if _, ok := newHarness(t).Sender.(deliver.BatchSender); !ok {
+		return // the workers call Send only
+	}
+	t.Run("SendsEachOnceWithItsProviderID", func(t *testing.T) {
+		h := newHarness(t)
+		res := batchOf(t, h, 0, 4)
+		seen := map[string]bool{}
+		for i, r := range res {
+			if r.Err != nil || r.ProviderID == "" || seen[r.ProviderID] {
+				t.Errorf("message %d: %q, %v; want its own provider id", i, r.ProviderID, r.Err)
+			}
+			seen[r.ProviderID] = true
+		}
+		if h.Received() != 4 {
+			t.Errorf("peer received %d, want 4", h.Received())
+		}
+	})
+	t.Run("RefusalsFailOnlyThemselves", func(t *testing.T) {
+		h := newHarness(t)
+		// Two refusals side by side, then a throttled one: each message is
+		// judged by what the peer said of it alone.
+		h.Refuse(1)
+		h.Refuse(2)
+		h.Throttle(3)
+		res := batchOf(t, h, 0, 5)
+		for _, i := range []int{1, 2} {
+			var perm *deliver.PermanentError
+			if !errors.As(res[i].Err, &perm) || perm.Code == "" {
+				t.Errorf("refused message %d: %v; want a *PermanentError with the provider's code", i, res[i].Err)
+			}
+		}
+		var tr *deliver.TransientError
+		if !errors.As(res[3].Err, &tr) || deliver.IsPermanent(res[3].Err) {
+			t.Errorf("throttled message 3: %v; want a *TransientError", res[3].Err)
+		}
+		for _, i := range []int{0, 4} {
+			if res[i].Err != nil || res[i].ProviderID == "" {
+				t.Errorf("message %d: %q, %v; want sent", i, res[i].ProviderID, res[i].Err)
+			}
+		}
+		if h.Received() != 2 {
+			t.Errorf("peer received %d, want 2", h.Received())
+		}
+		// The sender is still usable.
+		for i, r := range batchOf(t, h, 10, 3) {
+			if r.Err != nil {
+				t.Errorf("next batch, message %d: %v", i, r.Err)
+			}
+		}
+	})
+	t.Run("UnreachablePeerIsNotPermanent", func(t *testing.T) {
+		h := newHarness(t)
+		h.Down(true)
+		for i, r := range batchOf(t, h, 0, 3) {
+			if r.Err == nil || deliver.IsPermanent(r.Err) {
+				t.Errorf("peer down, message %d: %v; want a retryable error", i, r.Err)
+			}
+		}
+		h.Down(false)
+		for i, r := range batchOf(t, h, 0, 3) {
+			if r.Err != nil {
+				t.Errorf("peer back, message %d: %v", i, r.Err)
+			}
 		}
 	})
 }
