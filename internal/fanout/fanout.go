@@ -1,5 +1,6 @@
 // Package fanout consumes events from the JetStream consumer crier-fanout,
-// validates them, and stores each one with its deliveries in PostgreSQL.
+// admits them (package intake: decode, validate, record a rejection), and
+// stores each valid one with its deliveries in PostgreSQL.
 //
 // Every message ends in exactly one reply: Ack after the fan-out (or the
 // rejection record) is committed; NakWithDelay when PostgreSQL is
@@ -17,7 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/store"
 )
@@ -62,6 +63,7 @@ func (c Config) WithDefaults() Config {
 type Consumer struct {
 	cfg     Config
 	store   *store.Store
+	intake  *intake.Intake
 	log     *slog.Logger
 	metrics *metrics.Metrics
 }
@@ -71,7 +73,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger, m *metrics.Metrics) *Con
 	if m == nil {
 		m = metrics.New()
 	}
-	return &Consumer{cfg: cfg.WithDefaults(), store: st, log: log, metrics: m}
+	cfg = cfg.WithDefaults()
+	return &Consumer{cfg: cfg, store: st, intake: intake.New(st, m, cfg.Now), log: log, metrics: m}
 }
 
 // Run pulls messages from cons until ctx is cancelled, then stops pulling,
@@ -143,19 +146,15 @@ func (c *Consumer) Handle(ctx context.Context, msg jetstream.Msg) {
 // (fan-out or rejection) is committed; an error means try again later.
 func (c *Consumer) process(ctx context.Context, msg jetstream.Msg, streamSeq uint64) error {
 	raw := msg.Data()
-	c.metrics.EventsReceived.WithLabelValues("stream").Inc()
-	ev, err := event.Decode(raw, c.cfg.Now())
-	if err == nil {
-		var known map[string]bool
-		known, err = c.store.KnownComponents(ctx, ev.Components)
-		if err != nil {
-			return err
+	ev, verr, err := c.intake.Admit(ctx, raw, intake.Source{Via: "stream", Subject: msg.Subject(), StreamSeq: streamSeq})
+	if verr != nil {
+		if err == nil {
+			c.log.WarnContext(ctx, "event rejected", "stream_seq", streamSeq, "field", verr.Field, "reason", verr.Reason)
 		}
-		err = event.CheckComponents(ev, func(k string) bool { return known[k] })
+		return err
 	}
-	var verr *event.ValidationError
-	if errors.As(err, &verr) {
-		return c.reject(ctx, msg, raw, verr, streamSeq)
+	if err != nil {
+		return err
 	}
 
 	stop := c.progress(ctx, msg)
@@ -184,27 +183,6 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg, streamSeq uin
 		"stream_seq", streamSeq, "queued_email", res.Queued["email"], "queued_sms", res.Queued["sms"],
 		"superseded_new", res.Superseded["email"]+res.Superseded["sms"], "superseded_older", res.Replaced,
 		"duration", took)
-	return nil
-}
-
-func (c *Consumer) reject(ctx context.Context, msg jetstream.Msg, raw []byte, verr *event.ValidationError, streamSeq uint64) error {
-	id := ""
-	if ev, err := event.Decode(raw, c.cfg.Now()); err == nil {
-		id = ev.ID
-	}
-	err := c.store.Reject(ctx, store.Rejected{
-		EventID:   id,
-		Raw:       raw,
-		Reason:    verr.Error(),
-		Field:     verr.Field,
-		Source:    "stream:" + msg.Subject(),
-		StreamSeq: streamSeq,
-	})
-	if err != nil {
-		return err
-	}
-	c.metrics.EventsRejected.WithLabelValues(event.MetricField(verr.Field)).Inc()
-	c.log.WarnContext(ctx, "event rejected", "stream_seq", streamSeq, "field", verr.Field, "reason", verr.Reason)
 	return nil
 }
 

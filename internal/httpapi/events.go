@@ -11,6 +11,7 @@ import (
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/redact"
 	"github.com/crier-dev/crier/internal/store"
@@ -23,8 +24,9 @@ type publishAnswer struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
-// postEvent validates an event as the fan-out consumer does, publishes it
-// to JetStream with Nats-Msg-Id and answers once the stream acknowledged it.
+// postEvent admits an event as the fan-out consumer does (package intake),
+// publishes it to JetStream with Nats-Msg-Id and answers once the stream
+// acknowledged it.
 func (a *API) postEvent(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMediaType(r, "application/json"); err != nil {
 		return err
@@ -33,24 +35,22 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if a.d.Metrics != nil {
-		a.d.Metrics.EventsReceived.WithLabelValues("http").Inc()
-	}
+	src := intake.Source{Via: "http"}
 	if err := wellFormedObject(raw); err != nil {
-		a.rejectEvent(r.Context(), raw, "", err.Error())
+		// Refused before it can be decoded, with the status a body that is
+		// not a JSON object gets (400, not 422).
+		a.intake.Received(src)
+		if rerr := a.intake.Reject(r.Context(), raw, "", src, &event.ValidationError{Reason: err.Error()}); rerr != nil {
+			a.d.Log.WarnContext(r.Context(), "record rejected event", "error", rerr)
+		}
 		return err
 	}
-	ev, err := event.Decode(raw, a.cfg.Now())
-	if err == nil {
-		var known map[string]bool
-		if known, err = a.d.Store.KnownComponents(r.Context(), ev.Components); err != nil {
-			return err
+	ev, verr, err := a.intake.Admit(r.Context(), raw, src)
+	if verr != nil {
+		if err != nil {
+			// The refusal stands; only its record is missing.
+			a.d.Log.WarnContext(r.Context(), "record rejected event", "error", err)
 		}
-		err = event.CheckComponents(ev, func(k string) bool { return known[k] })
-	}
-	var verr *event.ValidationError
-	if errors.As(err, &verr) {
-		a.rejectEvent(r.Context(), raw, verr.Field, verr.Error())
 		return fail(http.StatusUnprocessableEntity, verr.Field, "%s", verr.Error())
 	}
 	if err != nil {
@@ -82,26 +82,6 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Location", "/v1/events/"+url.PathEscape(ev.ID))
 	writeJSON(w, http.StatusAccepted, publishAnswer{ID: ev.ID})
 	return nil
-}
-
-// rejectEvent records an event refused over HTTP with the rejected events,
-// as the consumer does for the stream; failing to record does not change
-// the answer.
-func (a *API) rejectEvent(ctx context.Context, raw []byte, field, reason string) {
-	if a.d.Metrics != nil {
-		a.d.Metrics.EventsRejected.WithLabelValues(event.MetricField(field)).Inc()
-	}
-	if raw == nil {
-		raw = []byte{} // the column is NOT NULL
-	}
-	id := ""
-	if ev, err := event.Decode(raw, a.cfg.Now()); err == nil {
-		id = ev.ID
-	}
-	err := a.d.Store.Reject(context.WithoutCancel(ctx), store.Rejected{EventID: id, Raw: raw, Reason: reason, Field: field, Source: "http"})
-	if err != nil {
-		a.d.Log.WarnContext(ctx, "record rejected event", "error", err)
-	}
 }
 
 // eventView is an event with its delivery counts per channel and state.

@@ -67,6 +67,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/token"
@@ -217,6 +218,8 @@ type API struct {
 	pages map[string]*template.Template
 	optIn *optIn
 	cop   *http.CrossOriginProtection
+	// intake admits published events, as the fan-out consumer does.
+	intake *intake.Intake
 
 	subscribeClient  *keyedLimiter
 	subscribeAddress *keyedLimiter
@@ -253,6 +256,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		verifyClient:     newKeyedLimiter(cfg.VerifyPerClient, cfg.LimiterKeys),
 		signInClient:     newKeyedLimiter(cfg.SignInPerClient, cfg.LimiterKeys),
 		apiTokenHashes:   hashTokens(cfg.APITokens),
+		intake:           intake.New(d.Store, d.Metrics, cfg.Now),
 	}
 	a.optIn = &optIn{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
