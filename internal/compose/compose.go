@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/token"
@@ -42,8 +43,8 @@ type Composer struct {
 	renderer *render.Renderer
 	signer   *token.Signer
 	now      func() time.Time
-	// statusURL is where Twilio reports the delivery of texts.
-	statusURL string
+	// links builds the URLs of pages and webhooks (CRIER_PUBLIC_URL).
+	links publicurl.Base
 
 	mu    sync.Mutex
 	cache map[string]*entry
@@ -63,7 +64,7 @@ func New(cfg Config, st *store.Store, r *render.Renderer, signer *token.Signer) 
 	}
 	return &Composer{
 		cfg: cfg, store: st, renderer: r, signer: signer, now: time.Now, cache: map[string]*entry{},
-		statusURL: cfg.PublicURL + "/webhooks/twilio/status",
+		links: publicurl.New(cfg.PublicURL),
 	}
 }
 
@@ -90,7 +91,7 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 		}
 	case deliver.ChannelSMS:
 		m.Text = p.SMS(rc).Body
-		m.StatusCallback = c.statusURL
+		m.StatusCallback = c.links.TwilioStatus()
 	default:
 		return deliver.Message{}, fmt.Errorf("compose: unknown channel %q", d.Channel)
 	}
@@ -99,25 +100,16 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 
 // ManageURL is a subscriber's subscription page.
 func (c *Composer) ManageURL(subscriberID int64) string {
-	return c.link("/manage/", token.PurposeManage, subscriberID)
+	var tok [token.Len]byte
+	c.signer.Encode(&tok, token.PurposeManage, subscriberID, 0)
+	return c.links.Manage(tok[:])
 }
 
 // UnsubscribeURL is a subscriber's one-click unsubscribe link for channel.
 func (c *Composer) UnsubscribeURL(subscriberID int64, channel string) string {
-	return c.link("/unsubscribe/", token.UnsubscribePurpose(channel), subscriberID)
-}
-
-// link is PublicURL, path and the subscriber's token for purpose, built in
-// one allocation: two or three per message.
-func (c *Composer) link(path, purpose string, subscriberID int64) string {
 	var tok [token.Len]byte
-	c.signer.Encode(&tok, purpose, subscriberID, 0)
-	var b strings.Builder
-	b.Grow(len(c.cfg.PublicURL) + len(path) + len(tok))
-	b.WriteString(c.cfg.PublicURL)
-	b.WriteString(path)
-	b.Write(tok[:])
-	return b.String()
+	c.signer.Encode(&tok, token.UnsubscribePurpose(channel), subscriberID, 0)
+	return c.links.Unsubscribe(tok[:])
 }
 
 // MessageID is the stable Message-ID of a delivery's email (without angle

@@ -2,6 +2,11 @@
 // variables. Every problem is reported as one line naming the variable and
 // what is wrong with it. Only cmd/crier calls Load; packages take their own
 // Config structs.
+//
+// A default that a package also applies to its own Config is that
+// package's Default* constant, never a second literal here, so the two
+// cannot drift; values only the process has (addresses, the shutdown
+// grace) are defined here alone. A rate of 0 means unlimited everywhere.
 package config
 
 import (
@@ -12,6 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/email"
+	"github.com/crier-dev/crier/internal/fanout"
+	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/render"
+	"github.com/crier-dev/crier/internal/sms"
 )
 
 // Config is the whole of crier's configuration. Zero values of optional
@@ -79,7 +91,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		SMTPURL:  r.url("CRIER_SMTP_URL", "", "smtp", "smtps"),
 		MailFrom: r.str("CRIER_MAIL_FROM", ""),
-		SMTPPool: r.int("CRIER_SMTP_POOL", 8, 1, 1024),
+		SMTPPool: r.int("CRIER_SMTP_POOL", email.DefaultPoolSize, 1, 1024),
 
 		TwilioAccountSID:          r.str("CRIER_TWILIO_ACCOUNT_SID", ""),
 		TwilioAuthToken:           r.str("CRIER_TWILIO_AUTH_TOKEN", ""),
@@ -91,22 +103,22 @@ func Load(getenv func(string) string) (Config, error) {
 		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
 
 		EmailRate:       r.float("CRIER_EMAIL_RATE", 0),
-		SMSRate:         r.float("CRIER_SMS_RATE", 10),
-		SMSMaxSegments:  r.int("CRIER_SMS_MAX_SEGMENTS", 2, 1, 10),
-		MaxAttempts:     r.int("CRIER_MAX_ATTEMPTS", 8, 1, 100),
-		MaxAge:          r.duration("CRIER_MAX_AGE", time.Hour),
-		Lease:           r.duration("CRIER_LEASE", 2*time.Minute),
-		RetryBackoff:    r.duration("CRIER_RETRY_BACKOFF", 5*time.Second),
-		RetryMaxBackoff: r.duration("CRIER_RETRY_MAX_BACKOFF", 10*time.Minute),
+		SMSRate:         r.float("CRIER_SMS_RATE", sms.DefaultRatePerSecond),
+		SMSMaxSegments:  r.int("CRIER_SMS_MAX_SEGMENTS", render.DefaultSMSMaxSegments, 1, 10),
+		MaxAttempts:     r.int("CRIER_MAX_ATTEMPTS", deliver.DefaultMaxAttempts, 1, 100),
+		MaxAge:          r.duration("CRIER_MAX_AGE", deliver.DefaultMaxAge),
+		Lease:           r.duration("CRIER_LEASE", deliver.DefaultLease),
+		RetryBackoff:    r.duration("CRIER_RETRY_BACKOFF", deliver.DefaultBaseBackoff),
+		RetryMaxBackoff: r.duration("CRIER_RETRY_MAX_BACKOFF", deliver.DefaultMaxBackoff),
 		ShutdownGrace:   r.duration("CRIER_SHUTDOWN_GRACE", 20*time.Second),
-		TimeZone:        r.str("CRIER_TIMEZONE", "Europe/London"),
-		PhoneRegion:     strings.ToUpper(r.str("CRIER_PHONE_REGION", "GB")),
+		TimeZone:        r.str("CRIER_TIMEZONE", render.DefaultTimeZone),
+		PhoneRegion:     strings.ToUpper(r.str("CRIER_PHONE_REGION", phone.DefaultRegion)),
 		TemplatesDir:    r.str("CRIER_TEMPLATES_DIR", ""),
 		TokenSecret:     r.str("CRIER_TOKEN_SECRET", ""),
 		LogFormat:       r.oneOf("CRIER_LOG_FORMAT", "json", "json", "text"),
 		LogLevel:        r.oneOf("CRIER_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		FanoutWorkers:   r.int("CRIER_FANOUT_WORKERS", 4, 1, 256),
-		DeliveryWorkers: r.int("CRIER_DELIVERY_WORKERS", 32, 1, 1024),
+		FanoutWorkers:   r.int("CRIER_FANOUT_WORKERS", fanout.DefaultWorkers, 1, 256),
+		DeliveryWorkers: r.int("CRIER_DELIVERY_WORKERS", deliver.DefaultConcurrency, 1, 1024),
 	}
 	c.PublicURL = r.url("CRIER_PUBLIC_URL", "http://"+c.HTTPAddr, "http", "https")
 	if r.err != nil {

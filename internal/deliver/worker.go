@@ -42,86 +42,95 @@ type Composer interface {
 	Compose(ctx context.Context, d store.Claimed) (Message, error)
 }
 
-// Config tunes the workers of one channel. Zero fields take the documented
-// defaults.
+// Defaults applied by Config.WithDefaults; cmd/crier's configuration
+// (package config) takes its CRIER_* defaults from these.
+const (
+	DefaultConcurrency       = 32
+	DefaultBatchSize         = 200
+	DefaultLease             = 2 * time.Minute
+	DefaultSendTimeout       = 30 * time.Second
+	DefaultMaxAttempts       = 8
+	DefaultMaxAge            = time.Hour
+	DefaultBaseBackoff       = 5 * time.Second
+	DefaultMaxBackoff        = 10 * time.Minute
+	DefaultPollInterval      = 500 * time.Millisecond
+	DefaultRecordConcurrency = 4
+	DefaultClaimers          = 2
+	DefaultSendBatch         = 4
+	DefaultFlushInterval     = 50 * time.Millisecond
+)
+
+// Config tunes the workers of one channel. Zero fields take the Default*
+// values above.
 type Config struct {
 	Channel string // ChannelEmail or ChannelSMS; required
-	// Concurrency is the number of sends in flight (default 16).
+	// Concurrency is the number of sends in flight.
 	Concurrency int
-	// BatchSize is the most deliveries claimed in one statement (default 200).
+	// BatchSize is the most deliveries claimed in one statement.
 	BatchSize int
 	// Lease is how long a claimed delivery stays with this worker before
-	// another may take it (default 2m).
+	// another may take it.
 	Lease time.Duration
-	// SendTimeout bounds one send (default 30s).
+	// SendTimeout bounds one send.
 	SendTimeout time.Duration
-	// MaxAttempts is the number of attempts before a delivery fails
-	// (default 8).
+	// MaxAttempts is the number of attempts before a delivery fails.
 	MaxAttempts int
 	// MaxAge is how long after fan-out a delivery may still be sent; older
-	// ones fail as expired (default 1h).
+	// ones fail as expired.
 	MaxAge time.Duration
 	// BaseBackoff and MaxBackoff shape the exponential backoff with jitter
-	// between attempts (defaults 5s and 10m).
+	// between attempts.
 	BaseBackoff time.Duration
 	MaxBackoff  time.Duration
-	// PollInterval is how often the queue is checked without a wake-up
-	// (default 500ms); retries become due this way.
+	// PollInterval is how often the queue is checked without a wake-up;
+	// retries become due this way.
 	PollInterval time.Duration
-	// RecordConcurrency is how many outcome batches may be written at once
-	// (default 4).
+	// RecordConcurrency is how many outcome batches may be written at once.
 	RecordConcurrency int
-	// Claimers is how many claim statements may run at once (default 2).
+	// Claimers is how many claim statements may run at once.
 	Claimers int
 	// SendBatch is the most deliveries one sender hands the provider in one
-	// exchange, when the Sender is a BatchSender (default 4): those already
-	// waiting join the send, none is waited for. Rate-limited channels send
-	// one at a time.
+	// exchange, when the Sender is a BatchSender: those already waiting
+	// join the send, none is waited for. Rate-limited channels send one at
+	// a time.
 	SendBatch int
 	// FlushInterval bounds how long an outcome waits to be written with
-	// others (default 50ms). Longer means fuller batches and fewer
-	// statements (at 5,000 sends/s, 50ms fills a batch of 200); shorter
-	// means fewer sends repeated when the process dies before writing them.
+	// others. Longer means fuller batches and fewer statements (at 5,000
+	// sends/s, 50ms fills a batch of 200); shorter means fewer sends
+	// repeated when the process dies before writing them.
 	FlushInterval time.Duration
 	// RatePerSecond, when positive, limits claims and concurrency so that
 	// no claimed delivery waits longer than half its lease, and no sender
 	// longer than half of SendTimeout, behind the sender's rate limit (the
-	// sender enforces the rate itself).
+	// sender enforces the rate itself). Zero means unlimited.
 	RatePerSecond float64
 }
 
 // WithDefaults fills in zero fields.
 func (c Config) WithDefaults() Config {
-	def := func(v *time.Duration, d time.Duration) {
+	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
 		}
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+	num := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 200
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 8
-	}
-	if c.RecordConcurrency <= 0 {
-		c.RecordConcurrency = 4
-	}
-	if c.Claimers <= 0 {
-		c.Claimers = 2
-	}
-	if c.SendBatch <= 0 {
-		c.SendBatch = 4
-	}
-	def(&c.Lease, 2*time.Minute)
-	def(&c.SendTimeout, 30*time.Second)
-	def(&c.MaxAge, time.Hour)
-	def(&c.BaseBackoff, 5*time.Second)
-	def(&c.MaxBackoff, 10*time.Minute)
-	def(&c.PollInterval, 500*time.Millisecond)
-	def(&c.FlushInterval, 50*time.Millisecond)
+	num(&c.Concurrency, DefaultConcurrency)
+	num(&c.BatchSize, DefaultBatchSize)
+	num(&c.MaxAttempts, DefaultMaxAttempts)
+	num(&c.RecordConcurrency, DefaultRecordConcurrency)
+	num(&c.Claimers, DefaultClaimers)
+	num(&c.SendBatch, DefaultSendBatch)
+	dur(&c.Lease, DefaultLease)
+	dur(&c.SendTimeout, DefaultSendTimeout)
+	dur(&c.MaxAge, DefaultMaxAge)
+	dur(&c.BaseBackoff, DefaultBaseBackoff)
+	dur(&c.MaxBackoff, DefaultMaxBackoff)
+	dur(&c.PollInterval, DefaultPollInterval)
+	dur(&c.FlushInterval, DefaultFlushInterval)
 	if c.RatePerSecond > 0 {
 		// Everything claimed and not yet sent waits behind the rate
 		// limit: the claimer's batch, a batch queued for the senders and
@@ -192,6 +201,14 @@ type job struct {
 // releases the deliveries it claimed but did not start, lets sends in flight
 // finish (each bounded by SendTimeout), records every outcome and returns.
 func (w *Worker) Run(ctx context.Context) error {
+	return w.Serve(ctx, context.WithoutCancel(ctx))
+}
+
+// Serve is Run with a second context: cancelling ctx stops the worker as
+// Run does, and cancelling hard also cuts short the claims and sends in
+// flight (a shutdown whose grace is over). Outcomes are recorded even
+// then; what was cut short goes back to the queue as a retry.
+func (w *Worker) Serve(ctx, hard context.Context) error {
 	// The claimer runs up to one batch ahead of the senders.
 	jobs := make(chan job, w.cfg.BatchSize)
 	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
@@ -220,7 +237,7 @@ func (w *Worker) Run(ctx context.Context) error {
 						break more
 					}
 				}
-				for _, o := range w.deliver(ctx, js, outs[:len(js)]) {
+				for _, o := range w.deliver(ctx, hard, js, outs[:len(js)]) {
 					outcomes <- o
 				}
 			}
@@ -234,7 +251,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var claimers sync.WaitGroup
 	for range w.cfg.Claimers {
-		claimers.Go(func() { w.claimLoop(ctx, jobs, outcomes) })
+		claimers.Go(func() { w.claimLoop(ctx, hard, jobs, outcomes) })
 	}
 	claimers.Wait()
 	close(jobs)
@@ -247,7 +264,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // claimLoop claims batches and hands them to the senders. Several run at
 // once (Claimers) so a slow claim statement does not starve the senders.
 // A claim also takes the deliveries whose lease expired.
-func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
+func (w *Worker) claimLoop(ctx, hard context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
@@ -255,7 +272,7 @@ func (w *Worker) claimLoop(ctx context.Context, jobs chan<- job, outcomes chan<-
 		// can still have committed on the server, leaving rows leased that
 		// this worker never saw. It runs to completion (bounded) and the
 		// loop below releases what it claimed if shutdown began meanwhile.
-		claimCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.SendTimeout)
+		claimCtx, cancel := context.WithTimeout(hard, w.cfg.SendTimeout)
 		batch, err := w.store.Claim(claimCtx, w.cfg.Channel, w.cfg.BatchSize, w.owner, w.cfg.Lease)
 		cancel()
 		if err != nil {
@@ -309,7 +326,7 @@ func (w *Worker) sleep(ctx context.Context, tick <-chan time.Time) {
 
 // deliver composes and sends the deliveries of js, several in one exchange
 // when the sender can, and writes their outcomes to out.
-func (w *Worker) deliver(ctx context.Context, js []job, out []store.Outcome) (res []store.Outcome) {
+func (w *Worker) deliver(ctx, hard context.Context, js []job, out []store.Outcome) (res []store.Outcome) {
 	for i, j := range js {
 		out[i] = store.Outcome{ID: j.d.ID, Attempt: j.d.Attempt, StartedAt: j.start}
 	}
@@ -328,8 +345,9 @@ func (w *Worker) deliver(ctx context.Context, js []job, out []store.Outcome) (re
 			w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, outcomeLabel(o)).Inc()
 		}
 	}()
-	// Sends in flight finish after shutdown starts; SendTimeout bounds them.
-	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.SendTimeout)
+	// Sends in flight finish after shutdown starts; SendTimeout (or the end
+	// of the grace, hard) bounds them.
+	sendCtx, cancel := context.WithTimeout(hard, w.cfg.SendTimeout)
 	defer cancel()
 	var msgs []Message
 	var sending []int // the index in js of each of msgs

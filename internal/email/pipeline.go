@@ -54,9 +54,10 @@ func (s *Sender) pipelined(pc *conn, rcpt string, body []byte) (stage, error) {
 	st, dataAccepted, err := readReplies(t, []reply{{stageMail, 250}, {stageRcpt, 25}, {stageData, 354}})
 	if err != nil {
 		if st != stageData && dataAccepted {
-			// DATA must be refused when MAIL or RCPT was (RFC 2920,
-			// section 3.1); a server that answered 354 anyway gets the
-			// message ended at once, with no recipient to go to.
+			// A server should refuse DATA when no RCPT was accepted
+			// (RFC 2920, section 3.2), but the client may not rely on
+			// it (section 3.1): one that answered 354 anyway gets a
+			// single dot at once, a message with no recipient.
 			if derr := endEmptyData(t); derr != nil {
 				return st, errors.Join(err, derr)
 			}
@@ -103,9 +104,15 @@ type groupResult struct {
 
 // chunkedGroup runs several CHUNKING transactions in one pipelined group:
 // all of them go out in one write, and their replies come back together.
-// RFC 2920 (section 3.1) lets a group hold several transactions, as RSET,
-// MAIL, RCPT and BDAT may appear anywhere in it; each transaction ends
-// with RSET (see writeChunked), so each is judged by its own replies only.
+// RFC 2920 (section 3.1) lets RSET, MAIL and RCPT appear anywhere in a
+// group and a message's content start one, so the next transaction may
+// share the group that carries the previous message; BDAT may follow them
+// in the pipeline because a server that offers PIPELINING discards the
+// chunks of a failed BDAT already sent (RFC 3030, section 2). Sending MAIL,
+// RCPT and BDAT in one write before any reply is a reading of those rules,
+// not an example the RFCs give; Postfix 3.7 takes it (postfix_test.go).
+// Each transaction ends with RSET (see writeChunked), so each is judged by
+// its own replies only.
 // A failure that is not a reply is the error of that transaction and of
 // every one after it.
 func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch *bytes.Buffer) groupResult {
@@ -134,10 +141,6 @@ func (s *Sender) chunkedGroup(pc *conn, rcpts []string, bodies [][]byte, scratch
 			return fail(i, st, err)
 		}
 		g.sts[i], g.errs[i] = st, err
-		if replyCode(err) == 421 {
-			// The server closes the connection: the rest cannot be sent.
-			return fail(i+1, stageMail, err)
-		}
 		if _, _, err := t.ReadResponse(250); err != nil {
 			if !isReply(err) {
 				return fail(i+1, stageMail, err)

@@ -210,8 +210,8 @@ func TestPipeliningSendsTwoWritesPerMessage(t *testing.T) {
 }
 
 func TestPipeliningServerThatAcceptsDataAfterRefusedRecipient(t *testing.T) {
-	// RFC 2920 says DATA must then be refused; this server answers 354
-	// anyway. The message is ended at once, the refusal reported, and the
+	// A server should then refuse DATA (RFC 2920, section 3.2); this one
+	// answers 354 anyway. The message is ended at once, the refusal reported, and the
 	// session cleared with RSET and reused.
 	url, reads := scriptedServer(t, []string{"PIPELINING"}, func(in string) string {
 		switch {

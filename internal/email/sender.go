@@ -481,7 +481,7 @@ func (s *Sender) dial(ctx context.Context) (*conn, error) {
 	pc := &conn{client: client, raw: h.get(), mailParams: mailParams(has), eightBit: has("8BITMIME")}
 	pc.pipelining = has("PIPELINING") && !s.cfg.Settings.NoPipelining
 	// BDAT is sent behind MAIL and RCPT without waiting, so it needs
-	// PIPELINING too (RFC 3030, section 4.2).
+	// PIPELINING too (RFC 3030, section 2, on BDAT with PIPELINING).
 	pc.chunking = pc.pipelining && has("CHUNKING") && !s.cfg.Settings.NoChunking
 	return pc, nil
 }

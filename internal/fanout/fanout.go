@@ -23,9 +23,14 @@ import (
 	"github.com/crier-dev/crier/internal/store"
 )
 
+// DefaultWorkers is the number of events fanned out at once when
+// Config.Workers is zero (and when CRIER_FANOUT_WORKERS is not set).
+const DefaultWorkers = 4
+
 // Config tunes the consumer.
 type Config struct {
-	// Workers is the number of messages fanned out concurrently (default 4).
+	// Workers is the number of messages fanned out concurrently (default
+	// DefaultWorkers).
 	Workers int
 	// RetryDelay is the first delay before a message is redelivered after a
 	// database failure; it doubles per delivery up to MaxRetryDelay
@@ -42,7 +47,7 @@ type Config struct {
 // WithDefaults fills in zero fields.
 func (c Config) WithDefaults() Config {
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = DefaultWorkers
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Second
@@ -81,12 +86,20 @@ func New(cfg Config, st *store.Store, log *slog.Logger, m *metrics.Metrics) *Con
 // lets in-flight fan-outs finish (their database work is not cancelled) and
 // returns.
 func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
+	return c.Serve(ctx, context.WithoutCancel(ctx), cons)
+}
+
+// Serve is Run with a second context: cancelling hard also cuts short the
+// fan-outs in flight (a shutdown whose grace is over). A fan-out cut short
+// is not acknowledged; JetStream redelivers it and it resumes where its
+// committed chunks end.
+func (c *Consumer) Serve(ctx, hard context.Context, cons jetstream.Consumer) error {
 	msgs := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for range c.cfg.Workers {
 		wg.Go(func() {
 			for msg := range msgs {
-				c.Handle(ctx, msg)
+				c.handle(ctx, hard, msg)
 			}
 		})
 	}
@@ -118,6 +131,12 @@ func (c *Consumer) Run(ctx context.Context, cons jetstream.Consumer) error {
 // Handle processes one message and replies to it. It is exported for tests
 // and benchmarks that drive the consumer by hand.
 func (c *Consumer) Handle(ctx context.Context, msg jetstream.Msg) {
+	c.handle(ctx, context.WithoutCancel(ctx), msg)
+}
+
+// handle processes one message; its database work runs on hard, so that
+// shutdown (ctx) does not cut a started fan-out short.
+func (c *Consumer) handle(ctx, hard context.Context, msg jetstream.Msg) {
 	var streamSeq uint64
 	var delivered uint64 = 1
 	if md, err := msg.Metadata(); err == nil {
@@ -126,8 +145,7 @@ func (c *Consumer) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	// The database work must not be cut short by shutdown: a fan-out that
 	// started is finished and acknowledged.
-	dbCtx := context.WithoutCancel(ctx)
-	err := c.process(dbCtx, msg, streamSeq)
+	err := c.process(hard, msg, streamSeq)
 	if err == nil {
 		if err := msg.Ack(); err != nil {
 			c.log.WarnContext(ctx, "ack event", "stream_seq", streamSeq, "error", err)

@@ -34,6 +34,10 @@ var (
 // refuses inputs longer than 250 characters.
 const maxInputLen = 250
 
+// DefaultRegion interprets numbers written without a country code when no
+// region is configured (CRIER_PHONE_REGION): crier's homes are in the UK.
+const DefaultRegion = "GB"
+
 // Normalize parses input, a phone number as a person would type it
 // ("07400 123456", "+44 7400 123456", "0044 7400 123456", "(201) 555-0123"),
 // and returns it in E.164 form ("+447400123456").

@@ -6,34 +6,29 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crier-dev/crier/internal/compose"
 	"github.com/crier-dev/crier/internal/config"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/fanout"
-	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/sms"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/token"
-	"github.com/crier-dev/crier/internal/twiliohook"
 )
 
 // Options changes the assembly for dev mode, tests and benchmarks.
@@ -69,98 +64,111 @@ type Deps struct {
 	migrated atomic.Bool // readiness saw every migration applied
 }
 
-// Run starts crier and blocks until ctx is cancelled, then shuts down in
-// order: stop accepting HTTP requests, stop pulling events and claiming
-// deliveries, let work in flight finish within cfg.ShutdownGrace, close NATS
-// and the database pool.
+// Run starts crier and blocks until ctx is cancelled or a part fails, then
+// stops in order (see stop).
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) error {
 	if err := cfg.RequireDatabase(); err != nil {
 		return err
 	}
 	d := &Deps{Config: cfg, Log: log, Metrics: metrics.New()}
-
-	st, err := store.Open(ctx, cfg.DatabaseURL, int32(max(8, cfg.FanoutWorkers*store.ConnsPerFanOut+4)))
+	defer d.close()
+	cons, err := d.connect(ctx, opts.Stream)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	d.Store = st
-	if _, err := st.Migrate(ctx, log); err != nil {
-		return err
-	}
-
-	nc, err := stream.Connect(cfg.NATSURL, "crier serve")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	d.NATS = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	d.JetStream = js
-	streamCfg := opts.Stream
-	streamCfg.Replicas = max(streamCfg.Replicas, cfg.NATSReplicas)
-	streamCfg.MaxAckPending = max(streamCfg.MaxAckPending, cfg.FanoutWorkers*4)
-	cons, err := stream.Ensure(ctx, js, streamCfg)
-	if err != nil {
-		return err
-	}
-	streamNames := streamCfg.WithDefaults()
-	d.Metrics.Registry.MustRegister(
-		metrics.NewQueueCollector(st),
-		metrics.NewConsumerCollector(cons, streamNames.Stream, streamNames.Consumer),
-	)
-
 	if err := d.buildComposer(ctx); err != nil {
 		return err
 	}
 	if err := d.buildSenders(opts.Senders); err != nil {
 		return err
 	}
-	defer d.closeSenders()
-
-	ln := opts.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("listen on CRIER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
-		}
-	}
-	mux := http.NewServeMux()
-	if err := d.routes(mux); err != nil {
+	web, err := d.httpService(opts)
+	if err != nil {
 		return err
 	}
-	if cfg.SMSEnabled() {
-		twiliohook.New(twiliohook.Config{AuthToken: cfg.TwilioAuthToken, PublicURL: cfg.PublicURL}, st, log).Register(mux)
-	}
-	if opts.Routes != nil {
-		opts.Routes(mux, d)
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// A client trickling its body must not hold a connection for ever;
-		// the slowest handler (publishing an event) waits 5 s for JetStream.
-		ReadTimeout:  30 * time.Second,
-		WriteTimeout: 60 * time.Second,
-		IdleTimeout:  2 * time.Minute,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	workers, err := d.deliveryWorkers(opts.Deliver)
+	if err != nil {
+		_ = web.ln.Close()
+		return err
 	}
 
-	// work is cancelled to stop intake; sends and fan-outs in flight finish
-	// on their own (bounded) contexts.
-	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
-	var wg sync.WaitGroup
-	errc := make(chan error, 8)
+	// hard ends the work in flight once the grace after a stop is over.
+	hard, kill := context.WithCancel(context.WithoutCancel(ctx))
+	defer kill()
+	fan := fanout.New(fanout.Config{Workers: cfg.FanoutWorkers}, d.Store, log, d.Metrics)
+	p := &parts{
+		http:    web,
+		fanout:  newService("fan-out", func(soft context.Context) error { return fan.Serve(soft, hard, cons) }),
+		workers: make([]*service, 0, len(workers)),
+		listen: newService("listen", func(soft context.Context) error {
+			deliver.Listen(soft, d.Store.Pool(), log, func(channel string) {
+				if w, ok := workers[channel]; ok {
+					w.Wake()
+				}
+			})
+			return nil
+		}),
+	}
+	channels := make([]string, 0, len(workers))
+	for ch, w := range workers {
+		channels = append(channels, ch)
+		p.workers = append(p.workers, newService("deliver "+ch, func(soft context.Context) error { return w.Serve(soft, hard) }))
+	}
+	slices.Sort(channels)
+	errc := p.start(hard)
+	log.InfoContext(ctx, "crier serving", "http_addr", web.addr, "public_url", cfg.PublicURL, "channels", strings.Join(channels, ","))
+	if opts.Ready != nil {
+		opts.Ready(web.addr)
+	}
 
-	wg.Go(func() {
-		if err := fanout.New(fanout.Config{Workers: cfg.FanoutWorkers}, st, log, d.Metrics).Run(work, cons); err != nil {
-			errc <- err
-		}
-	})
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	p.stop(log, cfg.ShutdownGrace, kill)
+	return runErr
+}
+
+// connect opens the database (and applies the migrations) and NATS, and
+// makes sure the stream and its consumer exist.
+func (d *Deps) connect(ctx context.Context, sc stream.Config) (jetstream.Consumer, error) {
+	cfg := d.Config
+	st, err := store.Open(ctx, cfg.DatabaseURL, int32(max(8, cfg.FanoutWorkers*store.ConnsPerFanOut+4)))
+	if err != nil {
+		return nil, err
+	}
+	d.Store = st
+	if _, err := st.Migrate(ctx, d.Log); err != nil {
+		return nil, err
+	}
+	nc, err := stream.Connect(cfg.NATSURL, "crier serve")
+	if err != nil {
+		return nil, err
+	}
+	d.NATS = nc
+	if d.JetStream, err = jetstream.New(nc); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	sc.Replicas = max(sc.Replicas, cfg.NATSReplicas)
+	sc.MaxAckPending = max(sc.MaxAckPending, cfg.FanoutWorkers*4)
+	cons, err := stream.Ensure(ctx, d.JetStream, sc)
+	if err != nil {
+		return nil, err
+	}
+	names := sc.WithDefaults()
+	d.Metrics.Registry.MustRegister(
+		metrics.NewQueueCollector(st),
+		metrics.NewConsumerCollector(cons, names.Stream, names.Consumer),
+	)
+	return cons, nil
+}
+
+// deliveryWorkers builds a worker for each channel that has a sender. The
+// per-channel policy lives here: email runs at most two sends per pooled
+// connection, and each channel is paced by its CRIER_*_RATE.
+func (d *Deps) deliveryWorkers(adjust func(*deliver.Config)) (map[string]*deliver.Worker, error) {
+	cfg := d.Config
 	workers := map[string]*deliver.Worker{}
 	for channel, sender := range d.Senders {
 		wcfg := deliver.Config{
@@ -179,60 +187,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		case deliver.ChannelSMS:
 			wcfg.RatePerSecond = cfg.SMSRate
 		}
-		if opts.Deliver != nil {
-			opts.Deliver(&wcfg)
+		if adjust != nil {
+			adjust(&wcfg)
 		}
-		w, err := deliver.NewWorker(wcfg, st, sender, d.Composer, log, d.Metrics)
+		w, err := deliver.NewWorker(wcfg, d.Store, sender, d.Composer, d.Log, d.Metrics)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		workers[channel] = w
-		wg.Go(func() {
-			if err := w.Run(work); err != nil {
-				errc <- err
-			}
-		})
 	}
-	wg.Go(func() {
-		deliver.Listen(work, st.Pool(), log, func(channel string) {
-			if w, ok := workers[channel]; ok {
-				w.Wake()
-			}
-		})
-	})
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http server: %w", err)
-		}
-	})
-	channels := make([]string, 0, len(workers))
-	for ch := range workers {
-		channels = append(channels, ch)
-	}
-	log.InfoContext(ctx, "crier serving", "http_addr", ln.Addr().String(), "public_url", cfg.PublicURL, "channels", strings.Join(channels, ","))
-	if opts.Ready != nil {
-		opts.Ready(ln.Addr().String())
-	}
+	return workers, nil
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+// close releases what connect and buildSenders opened, in reverse order:
+// the senders, NATS, then the database pool. Run calls it last, once every
+// service has stopped (or the grace is over).
+func (d *Deps) close() {
+	d.closeSenders()
+	if d.NATS != nil {
+		d.NATS.Close()
 	}
-	log.InfoContext(ctx, "shutting down", "grace", cfg.ShutdownGrace)
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	stopWork()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		log.Info("stopped cleanly")
-	case <-shutCtx.Done():
-		log.Warn("grace period over with work in flight; its leases will expire and it will be retried")
+	if d.Store != nil {
+		d.Store.Close()
 	}
-	return runErr
 }
 
 func (d *Deps) buildComposer(ctx context.Context) error {
@@ -287,14 +264,10 @@ func (d *Deps) buildSenders(override map[string]deliver.Sender) error {
 		d.Senders[deliver.ChannelEmail] = s
 	}
 	if _, ok := d.Senders[deliver.ChannelSMS]; !ok && cfg.SMSEnabled() {
-		rate := cfg.SMSRate
-		if rate == 0 {
-			rate = sms.Unlimited
-		}
 		s, err := sms.New(sms.Config{
 			AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken,
 			From: cfg.TwilioFrom, MessagingServiceSID: cfg.TwilioMessagingServiceSID,
-			APIURL: cfg.TwilioAPIURL, RatePerSecond: rate, Concurrency: cfg.DeliveryWorkers,
+			APIURL: cfg.TwilioAPIURL, RatePerSecond: cfg.SMSRate, Concurrency: cfg.DeliveryWorkers,
 		})
 		if err != nil {
 			return fmt.Errorf("sms: %w", err)
@@ -315,53 +288,3 @@ func (d *Deps) closeSenders() {
 	}
 }
 
-func (d *Deps) routes(mux *http.ServeMux) error {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", d.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
-	api, err := httpapi.New(httpapi.Config{
-		APITokens:      d.Config.APITokens,
-		PublicURL:      d.Config.PublicURL,
-		PhoneRegion:    d.Config.PhoneRegion,
-		ClientIPHeader: d.Config.ClientIPHeader,
-	}, httpapi.Deps{
-		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
-		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log,
-	})
-	if err != nil {
-		return fmt.Errorf("http api: %w", err)
-	}
-	api.Register(mux)
-	return nil
-}
-
-// ready answers 200 when PostgreSQL and NATS answer and the migrations are
-// applied, 503 naming what is not ready otherwise.
-func (d *Deps) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	var problems []string
-	if err := d.Store.Ping(ctx); err != nil {
-		problems = append(problems, "postgresql: unreachable")
-	} else if !d.migrated.Load() {
-		// Migrations never un-apply: once seen applied, stop asking.
-		if pending, err := d.Store.MigrationsPending(ctx); err != nil || pending {
-			problems = append(problems, "postgresql: migrations not applied")
-		} else {
-			d.migrated.Store(true)
-		}
-	}
-	if d.NATS.Status() != nats.CONNECTED {
-		problems = append(problems, "nats: "+strings.ToLower(d.NATS.Status().String()))
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(problems) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(strings.Join(problems, "\n") + "\n"))
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
-}

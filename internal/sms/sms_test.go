@@ -41,7 +41,7 @@ func setup(t testing.TB, mod func(*Config)) bundle {
 		AuthToken:     twiliotest.ExampleAuthToken,
 		From:          testFrom,
 		APIURL:        srv.URL(),
-		RatePerSecond: Unlimited,
+		
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -162,7 +162,7 @@ func TestAPIURLWithPathPrefix(t *testing.T) {
 
 	s, err := New(Config{
 		AccountSID: b.cfg.AccountSID, AuthToken: b.cfg.AuthToken, From: testFrom,
-		APIURL: proxy.URL + "/twilio/", RatePerSecond: Unlimited,
+		APIURL: proxy.URL + "/twilio/", 
 	})
 	if err != nil {
 		t.Fatal(err)

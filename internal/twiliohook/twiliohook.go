@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/sms"
 	"github.com/crier-dev/crier/internal/store"
 )
@@ -55,8 +56,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger) *Handler {
 
 // Register adds the routes to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /webhooks/twilio/status", h.verified(h.status))
-	mux.HandleFunc("POST /webhooks/twilio/inbound", h.verified(h.inbound))
+	mux.HandleFunc("POST "+publicurl.TwilioStatusPath, h.verified(h.status))
+	mux.HandleFunc("POST "+publicurl.TwilioInboundPath, h.verified(h.inbound))
 }
 
 const maxBody = 64 << 10
