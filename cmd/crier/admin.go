@@ -158,24 +158,7 @@ func cmdSubscribers(ctx context.Context, e *env, args []string) error {
 	defer st.Close()
 	switch sub {
 	case "list":
-		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tEMAIL\tPHONE\tNAME\tORGANISATION\tCOMPONENTS")
-		var after int64
-		for {
-			subs, err := st.ListSubscribers(ctx, after, 500)
-			if err != nil {
-				return err
-			}
-			for _, s := range subs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, channelCell(s.Email, s.EmailConfirmedAt != nil, s.EmailOptedOutAt != nil),
-					channelCell(s.Phone, s.SMSConfirmedAt != nil, s.SMSOptedOutAt != nil), s.Name, s.Organisation, strings.Join(s.Components, ","))
-				after = s.ID
-			}
-			if len(subs) < 500 {
-				break
-			}
-		}
-		return tw.Flush()
+		return listSubscribers(ctx, e, st)
 	case "add":
 		if *emailAddr == "" && *phoneNum == "" {
 			return errors.New("add needs --email or --phone")
@@ -289,4 +272,26 @@ func cmdDeliveries(ctx context.Context, e *env, args []string) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+// listSubscribers prints every subscriber, a page at a time.
+func listSubscribers(ctx context.Context, e *env, st *store.Store) error {
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMAIL\tPHONE\tNAME\tORGANISATION\tCOMPONENTS")
+	var after int64
+	for {
+		subs, err := st.ListSubscribers(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, s := range subs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, channelCell(s.Email, s.EmailConfirmedAt != nil, s.EmailOptedOutAt != nil),
+				channelCell(s.Phone, s.SMSConfirmedAt != nil, s.SMSOptedOutAt != nil), s.Name, s.Organisation, strings.Join(s.Components, ","))
+			after = s.ID
+		}
+		if len(subs) < 500 {
+			break
+		}
+	}
+	return tw.Flush()
 }

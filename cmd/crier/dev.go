@@ -22,14 +22,7 @@ import (
 	"github.com/crier-dev/crier/internal/serve"
 )
 
-func cmdDev(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("crier dev", flag.ContinueOnError)
-	addr := fs.String("http-addr", "", "listen address (overrides CRIER_HTTP_ADDR, default 127.0.0.1:8080; port 0 picks a free one)")
-	dir := fs.String("dir", devenv.DefaultDir, "directory for the embedded NATS server's data (DIR/nats) and a private PostgreSQL cluster (DIR/pg)")
-	natsPort := fs.Int("nats-port", 0, "client port of the embedded NATS server (0 picks a free one)")
-	probe := fs.String("postgres-probe", devenv.DefaultProbe, "address of a local PostgreSQL server to use when CRIER_DATABASE_URL is not set (off: never)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: crier dev [flags]
+const devUsage = `Usage: crier dev [flags]
 
 Runs crier on this machine with no set-up: an embedded NATS server with
 JetStream, PostgreSQL (CRIER_DATABASE_URL if set, else the server on
@@ -39,7 +32,16 @@ an outbox at /dev/outbox that captures every email and text instead of
 sending it. CRIER_SMTP_URL or CRIER_TWILIO_ACCOUNT_SID, when set, send that
 channel for real. Ctrl-C stops everything.
 
-`)
+`
+
+func cmdDev(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("crier dev", flag.ContinueOnError)
+	addr := fs.String("http-addr", "", "listen address (overrides CRIER_HTTP_ADDR, default 127.0.0.1:8080; port 0 picks a free one)")
+	dir := fs.String("dir", devenv.DefaultDir, "directory for the embedded NATS server's data (DIR/nats) and a private PostgreSQL cluster (DIR/pg)")
+	natsPort := fs.Int("nats-port", 0, "client port of the embedded NATS server (0 picks a free one)")
+	probe := fs.String("postgres-probe", devenv.DefaultProbe, "address of a local PostgreSQL server to use when CRIER_DATABASE_URL is not set (off: never)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), devUsage)
 		fs.PrintDefaults()
 	}
 	cfg, err := parseServeFlags(fs, e, args, addr)
@@ -59,15 +61,7 @@ channel for real. Ctrl-C stops everything.
 	if e.getenv("CRIER_PUBLIC_URL") == "" {
 		cfg.PublicURL = "http://" + browsable(ln.Addr())
 	}
-	// The HTTP API and the admin page need a bearer token; make one for
-	// this run unless some are configured.
-	devToken := ""
-	if len(cfg.APITokens) == 0 {
-		b := make([]byte, 12)
-		_, _ = rand.Read(b)
-		devToken = "dev-" + hex.EncodeToString(b)
-		cfg.APITokens = []string{devToken}
-	}
+	devToken := ensureAPIToken(&cfg)
 
 	denv, err := devenv.Start(ctx, devenv.Config{
 		Dir:      *dir,
@@ -107,6 +101,20 @@ channel for real. Ctrl-C stops everything.
 			})
 		},
 	})
+}
+
+// ensureAPIToken makes a bearer token for this run when none is
+// configured, since the HTTP API and the admin page need one, and returns
+// it (empty when tokens were configured).
+func ensureAPIToken(cfg *config.Config) string {
+	if len(cfg.APITokens) > 0 {
+		return ""
+	}
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	tok := "dev-" + hex.EncodeToString(b)
+	cfg.APITokens = []string{tok}
+	return tok
 }
 
 // devSenders returns the outbox's sender for each channel that has no

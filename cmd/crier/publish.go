@@ -29,22 +29,73 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+// publishFlags are the flags of crier publish.
+type publishFlags struct {
+	file, id, incident, kind, status, impact, title, body *string
+	occurred, schedFor, schedUntil                        *string
+	notify                                                *bool
+	components                                            stringList
+}
+
+func newPublishFlags(fs *flag.FlagSet) *publishFlags {
+	f := &publishFlags{
+		file:       fs.String("file", "", "read the event's JSON from this file (- for standard input) instead of the flags"),
+		id:         fs.String("id", "", "unique id of this update (the dedup key); default: <incident-id>-<unix time>"),
+		incident:   fs.String("incident-id", "", "incident the update belongs to"),
+		kind:       fs.String("kind", "incident", "incident or maintenance"),
+		status:     fs.String("status", "", "investigating, identified, monitoring, update, resolved, postmortem; or scheduled, in_progress, verifying, completed"),
+		impact:     fs.String("impact", "major", "none, minor, major or critical"),
+		title:      fs.String("title", "", "title of the incident"),
+		body:       fs.String("body", "", "text of the update"),
+		occurred:   fs.String("occurred-at", "", "RFC 3339 time of the update (default now)"),
+		schedFor:   fs.String("scheduled-for", "", "maintenance start (RFC 3339)"),
+		schedUntil: fs.String("scheduled-until", "", "maintenance end (RFC 3339)"),
+		notify:     fs.Bool("notify", true, "notify subscribers (false records the update silently)"),
+	}
+	fs.Var(&f.components, "component", "affected component key (repeat or separate with commas)")
+	return f
+}
+
+// raw is the event's JSON: the file's, or built from the flags.
+func (f *publishFlags) raw() ([]byte, error) {
+	if *f.file != "" {
+		var raw []byte
+		var err error
+		if *f.file == "-" {
+			raw, err = readAll(os.Stdin)
+		} else {
+			raw, err = os.ReadFile(*f.file)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read event: %w", err)
+		}
+		return raw, nil
+	}
+	m := map[string]any{
+		"incident_id": *f.incident, "kind": *f.kind, "status": *f.status, "impact": *f.impact,
+		"title": *f.title, "body": *f.body, "components": []string(f.components), "notify": *f.notify,
+	}
+	now := time.Now().UTC()
+	m["occurred_at"] = now.Format(time.RFC3339)
+	if *f.occurred != "" {
+		m["occurred_at"] = *f.occurred
+	}
+	m["id"] = *f.id
+	if *f.id == "" {
+		m["id"] = fmt.Sprintf("%s-%d", *f.incident, now.UnixNano())
+	}
+	if *f.schedFor != "" {
+		m["scheduled_for"] = *f.schedFor
+	}
+	if *f.schedUntil != "" {
+		m["scheduled_until"] = *f.schedUntil
+	}
+	return json.Marshal(m)
+}
+
 func cmdPublish(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("crier publish", flag.ContinueOnError)
-	file := fs.String("file", "", "read the event's JSON from this file (- for standard input) instead of the flags")
-	id := fs.String("id", "", "unique id of this update (the dedup key); default: <incident-id>-<unix time>")
-	incident := fs.String("incident-id", "", "incident the update belongs to")
-	kind := fs.String("kind", "incident", "incident or maintenance")
-	status := fs.String("status", "", "investigating, identified, monitoring, update, resolved, postmortem; or scheduled, in_progress, verifying, completed")
-	impact := fs.String("impact", "major", "none, minor, major or critical")
-	title := fs.String("title", "", "title of the incident")
-	body := fs.String("body", "", "text of the update")
-	occurred := fs.String("occurred-at", "", "RFC 3339 time of the update (default now)")
-	schedFor := fs.String("scheduled-for", "", "maintenance start (RFC 3339)")
-	schedUntil := fs.String("scheduled-until", "", "maintenance end (RFC 3339)")
-	notify := fs.Bool("notify", true, "notify subscribers (false records the update silently)")
-	var components stringList
-	fs.Var(&components, "component", "affected component key (repeat or separate with commas)")
+	f := newPublishFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: crier publish --file event.json\n       crier publish --incident-id ID --status S --title T --component KEY [flags]\n\n"+
 			"Publishes one event on JetStream (stream INCIDENTS) with Nats-Msg-Id set to its id,\nwaits for the stream's acknowledgement and prints it. Uses CRIER_NATS_URL.\n\n")
@@ -53,40 +104,9 @@ func cmdPublish(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, e, args); err != nil {
 		return err
 	}
-	var raw []byte
-	var err error
-	if *file != "" {
-		if *file == "-" {
-			raw, err = readAll(os.Stdin)
-		} else {
-			raw, err = os.ReadFile(*file)
-		}
-		if err != nil {
-			return fmt.Errorf("read event: %w", err)
-		}
-	} else {
-		m := map[string]any{
-			"incident_id": *incident, "kind": *kind, "status": *status, "impact": *impact,
-			"title": *title, "body": *body, "components": []string(components), "notify": *notify,
-		}
-		now := time.Now().UTC()
-		m["occurred_at"] = now.Format(time.RFC3339)
-		if *occurred != "" {
-			m["occurred_at"] = *occurred
-		}
-		m["id"] = *id
-		if *id == "" {
-			m["id"] = fmt.Sprintf("%s-%d", *incident, now.UnixNano())
-		}
-		if *schedFor != "" {
-			m["scheduled_for"] = *schedFor
-		}
-		if *schedUntil != "" {
-			m["scheduled_until"] = *schedUntil
-		}
-		if raw, err = json.Marshal(m); err != nil {
-			return err
-		}
+	raw, err := f.raw()
+	if err != nil {
+		return err
 	}
 	// Refuse here what the consumer would reject anyway (the catalog check
 	// happens in the consumer, which knows the catalog).

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -90,20 +91,9 @@ type Report struct {
 
 // Run performs a benchmark run.
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	if cfg.Subscribers <= 0 {
-		cfg.Subscribers = 100_000
-	}
-	if cfg.Events <= 0 {
-		cfg.Events = 1
-	}
-	if !cfg.Email && !cfg.SMS {
-		return Report{}, errors.New("choose at least one channel")
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Minute
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Report{}, err
 	}
 	rep := Report{Config: cfg}
 
@@ -140,44 +130,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	defer ns.Stop(context.Background())
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	stop, err := startCrier(ctx, cfg, map[string]string{
+		"CRIER_DATABASE_URL":   dbURL,
+		"CRIER_NATS_URL":       ns.URL(),
+		"CRIER_SMTP_URL":       smtpSink.url(),
+		"CRIER_TWILIO_API_URL": twSink.url(),
+	})
 	if err != nil {
 		return rep, err
 	}
-	env := map[string]string{
-		"CRIER_DATABASE_URL":       dbURL,
-		"CRIER_NATS_URL":           ns.URL(),
-		"CRIER_HTTP_ADDR":          ln.Addr().String(),
-		"CRIER_PUBLIC_URL":         "https://status.bench.example",
-		"CRIER_SMTP_URL":           smtpSink.url(),
-		"CRIER_MAIL_FROM":          "Status <status@bench.example>",
-		"CRIER_SMTP_POOL":          fmt.Sprint(max(1, cfg.SMTPPool)),
-		"CRIER_EMAIL_RATE":         fmt.Sprint(cfg.EmailRate),
-		"CRIER_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
-		"CRIER_TWILIO_AUTH_TOKEN":  "benchtoken",
-		"CRIER_TWILIO_FROM":        "+447400999999",
-		"CRIER_TWILIO_API_URL":     twSink.url(),
-		"CRIER_SMS_RATE":           fmt.Sprint(cfg.SMSRate),
-		"CRIER_DELIVERY_WORKERS":   fmt.Sprint(max(1, cfg.Workers)),
-		"CRIER_MAX_AGE":            "2h",
-	}
-	ccfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		return rep, err
-	}
-	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- serve.Run(runCtx, ccfg, cfg.Log, serve.Options{Listener: ln, Ready: func(string) { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		return rep, fmt.Errorf("serve: %w", err)
-	}
-	defer func() { stop(); <-done }()
 
 	nc, err := stream.Connect(ns.URL(), "crier-bench")
 	if err != nil {
@@ -188,7 +150,78 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	err = measure(cfg, &rep, func(i int, expected map[string]int) (EventResult, error) {
+		return runEvent(ctx, js, dbURL, i, expected, smtpSink.tally, twSink.tally, cfg.Timeout)
+	})
+	return rep, err
+}
 
+// withDefaults fills in the zero fields of a run's configuration.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Subscribers <= 0 {
+		cfg.Subscribers = 100_000
+	}
+	if cfg.Events <= 0 {
+		cfg.Events = 1
+	}
+	if !cfg.Email && !cfg.SMS {
+		return cfg, errors.New("choose at least one channel")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return cfg, nil
+}
+
+// startCrier runs crier's serve path in this process with the given
+// CRIER_* variables on top of the run's, and returns once it is ready;
+// stop shuts it down and waits.
+func startCrier(ctx context.Context, cfg Config, vars map[string]string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{
+		"CRIER_HTTP_ADDR":          ln.Addr().String(),
+		"CRIER_PUBLIC_URL":         "https://status.bench.example",
+		"CRIER_MAIL_FROM":          "Status <status@bench.example>",
+		"CRIER_SMTP_POOL":          fmt.Sprint(max(1, cfg.SMTPPool)),
+		"CRIER_EMAIL_RATE":         fmt.Sprint(cfg.EmailRate),
+		"CRIER_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+		"CRIER_TWILIO_AUTH_TOKEN":  "benchtoken",
+		"CRIER_TWILIO_FROM":        "+447400999999",
+		"CRIER_SMS_RATE":           fmt.Sprint(cfg.SMSRate),
+		"CRIER_DELIVERY_WORKERS":   fmt.Sprint(max(1, cfg.Workers)),
+		"CRIER_MAX_AGE":            "2h",
+	}
+	maps.Copy(env, vars)
+	ccfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serve.Run(runCtx, ccfg, cfg.Log, serve.Options{Listener: ln, Ready: func(string) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+		return func() { cancel(); <-done }, nil
+	case err := <-done:
+		cancel()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+}
+
+// measure publishes the run's events one after the other with run and
+// fills in rep: the events' results, the CPU of this process and of
+// PostgreSQL, and the peak RSS.
+func measure(cfg Config, rep *Report, run func(i int, expected map[string]int) (EventResult, error)) error {
 	expected := map[string]int{}
 	if cfg.Email {
 		expected["email"] = cfg.Subscribers
@@ -201,9 +234,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	pg0, pgErr := samplePostgresCPU()
 	cpu0 := cpuTime()
 	for i := range cfg.Events {
-		res, err := runEvent(ctx, js, dbURL, i, expected, smtpSink.tally, twSink.tally, cfg.Timeout)
+		res, err := run(i, expected)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		rep.Events = append(rep.Events, res)
 		rep.Deliveries += res.Accepted
@@ -219,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.DBCPUNote = pgErr.Error()
 	}
 	rep.PeakRSS = peakRSS()
-	return rep, nil
+	return nil
 }
 
 func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *tally, timeout time.Duration) (EventResult, error) {

@@ -24,113 +24,160 @@ import (
 func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.SendResult {
 	res := make([]deliver.SendResult, len(ms))
 	if len(ms) < 2 || s.limiter != nil {
-		for i, m := range ms {
-			res[i].ProviderID, res[i].Err = s.Send(ctx, m)
-		}
+		s.sendEach(ctx, ms, res)
 		return res
 	}
-	items := make([]outgoing, 0, len(ms))
+	b := batch{ms: ms, res: res, items: make([]outgoing, 0, len(ms)), index: make([]int, 0, len(ms))}
 	defer func() {
-		for _, o := range items {
+		for _, o := range b.items {
 			s.putBuffer(o.buf)
 		}
 	}()
-	// index[k] is the position in ms of items[k].
-	index := make([]int, 0, len(ms))
 	for i, m := range ms {
 		o, err := s.prepare(m)
 		if err != nil {
 			res[i].Err = err
 			continue
 		}
-		items, index = append(items, o), append(index, i)
+		b.items, b.index = append(b.items, o), append(b.index, i)
 	}
-	if len(items) == 0 {
-		return res
+	if len(b.items) > 0 {
+		s.sendGroup(ctx, &b)
 	}
-	failAll := func(err func(o outgoing) error) []deliver.SendResult {
-		for k, o := range items {
-			res[index[k]].Err = err(o)
-		}
-		return res
-	}
+	return res
+}
 
+// sendEach sends ms one at a time, writing each result to res.
+func (s *Sender) sendEach(ctx context.Context, ms []deliver.Message, res []deliver.SendResult) {
+	for i, m := range ms {
+		res[i].ProviderID, res[i].Err = s.Send(ctx, m)
+	}
+}
+
+// batch is a SendBatch in progress: the messages composed for sending
+// (items) and where each one's result goes (res[index[k]]).
+type batch struct {
+	ms    []deliver.Message
+	res   []deliver.SendResult
+	items []outgoing
+	index []int
+}
+
+// failAll gives every item the error err returns for it.
+func (b *batch) failAll(err func(o outgoing) error) {
+	for k, o := range b.items {
+		b.res[b.index[k]].Err = err(o)
+	}
+}
+
+// sendGroup sends the items of b on one connection, in one pipelined
+// group when the relay offers CHUNKING, else one at a time.
+func (s *Sender) sendGroup(ctx context.Context, b *batch) {
 	pc, err := s.acquire(ctx)
 	if err != nil {
-		return failAll(func(o outgoing) error {
+		b.failAll(func(o outgoing) error {
 			return deliver.Transient("", fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 		})
+		return
 	}
 	for retried := false; ; retried = true {
 		if pc == nil {
 			if pc, err = s.dial(ctx); err != nil {
 				s.release()
-				return failAll(func(o outgoing) error {
+				b.failAll(func(o outgoing) error {
 					return classifyConnect(fmt.Errorf("email: send to %s: %w", o.to.Address, err))
 				})
+				return
 			}
 		}
 		if !pc.chunking {
-			// The relay has no CHUNKING: one transaction at a time.
+			// The relay has no CHUNKING: one transaction at a time, each
+			// taking a connection of its own.
 			s.putIdle(pc)
 			s.release()
-			for k := range items {
-				res[index[k]].ProviderID, res[index[k]].Err = s.Send(ctx, ms[index[k]])
+			for k := range b.items {
+				i := b.index[k]
+				b.res[i].ProviderID, b.res[i].Err = s.Send(ctx, b.ms[i])
 			}
-			return res
+			return
 		}
-		kept, keptIndex := items[:0], index[:0]
-		for k, o := range items {
-			if err := s.fit(&o, pc); err != nil {
-				s.putBuffer(o.buf)
-				res[index[k]].Err = err
-				continue
-			}
-			kept, keptIndex = append(kept, o), append(keptIndex, index[k])
-		}
-		if items, index = kept, keptIndex; len(items) == 0 {
+		if s.fitBatch(b, pc); len(b.items) == 0 {
 			s.putIdle(pc)
 			s.release()
-			return res
+			return
 		}
-		rcpts := make([]string, len(items))
-		bodies := make([][]byte, len(items))
-		for k, o := range items {
-			rcpts[k], bodies[k] = o.rcpt, o.buf.Bytes()
-		}
-		g, keep := s.exchangeGroup(ctx, pc, rcpts, bodies)
-		sent := 0
-		for _, err := range g.errs {
-			if err == nil {
-				sent++
-			}
-		}
-		reused := pc.sent > 0
-		pc.sent += sent
-		if keep {
-			s.putIdle(pc)
-		} else {
-			discard(pc)
-		}
+		g, keep := s.exchangeGroup(ctx, pc, b.rcpts(), b.bodies())
 		// As in Send: a reused connection that the server had closed while
 		// it was idle took nothing; the whole group goes again, once.
-		if ctx.Err() == nil && !retried && reused && sent == 0 && g.sts[0] == stageMail && droppedWhileIdle(g.errs[0]) {
+		if s.settle(pc, g, keep) && ctx.Err() == nil && !retried {
 			pc = nil
 			continue
 		}
 		s.release()
-		s.groupResults(ctx, items, index, g, res)
-		return res
+		s.groupResults(ctx, b, g)
+		return
 	}
+}
+
+// fitBatch composes the items of b again for pc's server where they need
+// it (see fit), dropping those that fail with their error.
+func (s *Sender) fitBatch(b *batch, pc *conn) {
+	kept, keptIndex := b.items[:0], b.index[:0]
+	for k, o := range b.items {
+		if err := s.fit(&o, pc); err != nil {
+			s.putBuffer(o.buf)
+			b.res[b.index[k]].Err = err
+			continue
+		}
+		kept, keptIndex = append(kept, o), append(keptIndex, b.index[k])
+	}
+	b.items, b.index = kept, keptIndex
+}
+
+func (b *batch) rcpts() []string {
+	out := make([]string, len(b.items))
+	for k, o := range b.items {
+		out[k] = o.rcpt
+	}
+	return out
+}
+
+func (b *batch) bodies() [][]byte {
+	out := make([][]byte, len(b.items))
+	for k, o := range b.items {
+		out[k] = o.buf.Bytes()
+	}
+	return out
+}
+
+// settle returns pc to the pool or closes it after group g, and reports
+// whether g looks like a connection that the server had closed while it
+// was idle: reused, nothing accepted, and the first MAIL answered with 421
+// or no reply at all.
+func (s *Sender) settle(pc *conn, g groupResult, keep bool) (droppedIdle bool) {
+	sent := 0
+	for _, err := range g.errs {
+		if err == nil {
+			sent++
+		}
+	}
+	reused := pc.sent > 0
+	pc.sent += sent
+	if keep {
+		s.putIdle(pc)
+	} else {
+		discard(pc)
+	}
+	return reused && sent == 0 && g.sts[0] == stageMail && droppedWhileIdle(g.errs[0])
 }
 
 // groupResults writes the result of each transaction of a group to res:
 // each judged by its own replies, as every transaction started from a
 // session that RSET cleared. Only once a RSET was refused is the session's
 // state unknown, and a refusal after that counts as transient.
-func (s *Sender) groupResults(ctx context.Context, items []outgoing, index []int, g groupResult, res []deliver.SendResult) {
-	for k, o := range items {
-		r := &res[index[k]]
+func (s *Sender) groupResults(ctx context.Context, b *batch, g groupResult) {
+	for k, o := range b.items {
+		r := &b.res[b.index[k]]
 		switch err := g.errs[k]; {
 		case err == nil:
 			r.ProviderID = o.id

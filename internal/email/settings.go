@@ -121,46 +121,62 @@ func ParseURL(raw string) (Settings, error) {
 		s.Username = u.User.Username()
 		s.Password, _ = u.User.Password()
 	}
+	if err := s.applyQuery(u); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// applyQuery sets what the URL's query asks for: tls, pipelining and
+// chunking.
+func (s *Settings) applyQuery(u *url.URL) error {
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return Settings{}, fmt.Errorf("%w: bad query: %v", ErrBadURL, err)
+		return fmt.Errorf("%w: bad query: %v", ErrBadURL, err)
 	}
 	for k, v := range q {
 		if len(v) != 1 {
-			return Settings{}, fmt.Errorf("%w: %s given %d times", ErrBadURL, k, len(v))
+			return fmt.Errorf("%w: %s given %d times", ErrBadURL, k, len(v))
 		}
 		switch k {
 		case "tls":
+			if err := s.applyTLS(u.Scheme, v[0]); err != nil {
+				return err
+			}
 		case "pipelining", "chunking":
 			off, ok := map[string]bool{"on": false, "off": true}[strings.ToLower(v[0])]
 			if !ok {
-				return Settings{}, fmt.Errorf("%w: unknown %s value %q (want on or off)", ErrBadURL, k, v[0])
+				return fmt.Errorf("%w: unknown %s value %q (want on or off)", ErrBadURL, k, v[0])
 			}
 			if k == "pipelining" {
 				s.NoPipelining = off
 			} else {
 				s.NoChunking = off
 			}
-			continue
 		default:
-			return Settings{}, fmt.Errorf("%w: unknown parameter %q (tls, pipelining and chunking are known)", ErrBadURL, k)
-		}
-		switch mode := strings.ToLower(v[0]); {
-		case s.Security == STARTTLS && mode == "starttls":
-		case s.Security == STARTTLS && mode == "none":
-			s.Security = NoTLS
-		case s.Security == ImplicitTLS && mode == "tls":
-		case s.Security == ImplicitTLS && mode == "none":
-			return Settings{}, fmt.Errorf("%w: smtps:// cannot have tls=none (use smtp://…?tls=none)", ErrBadURL)
-		default:
-			want := "starttls or none"
-			if s.Security == ImplicitTLS {
-				want = "tls"
-			}
-			return Settings{}, fmt.Errorf("%w: unknown tls value %q for %s:// (want %s)", ErrBadURL, v[0], u.Scheme, want)
+			return fmt.Errorf("%w: unknown parameter %q (tls, pipelining and chunking are known)", ErrBadURL, k)
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// applyTLS sets the security that tls=value asks for with scheme.
+func (s *Settings) applyTLS(scheme, value string) error {
+	switch mode := strings.ToLower(value); {
+	case s.Security == STARTTLS && mode == "starttls":
+	case s.Security == STARTTLS && mode == "none":
+		s.Security = NoTLS
+	case s.Security == ImplicitTLS && mode == "tls":
+	case s.Security == ImplicitTLS && mode == "none":
+		return fmt.Errorf("%w: smtps:// cannot have tls=none (use smtp://…?tls=none)", ErrBadURL)
+	default:
+		want := "starttls or none"
+		if s.Security == ImplicitTLS {
+			want = "tls"
+		}
+		return fmt.Errorf("%w: unknown tls value %q for %s:// (want %s)", ErrBadURL, value, scheme, want)
+	}
+	return nil
 }
 
 // Addr returns "host:port".

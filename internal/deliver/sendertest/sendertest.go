@@ -34,7 +34,12 @@ type Harness struct {
 // A sender that is also a deliver.BatchSender passes the batch part of the
 // suite too (runBatch), since the delivery workers use SendBatch under load.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
+	runSend(t, newHarness)
 	t.Run("Batch", func(t *testing.T) { runBatch(t, newHarness) })
+}
+
+// runSend checks Send, which every sender has.
+func runSend(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("SendsAndReturnsProviderID", func(t *testing.T) {
 		h := newHarness(t)
 		id, err := h.Sender.Send(context.Background(), h.Message(0))
