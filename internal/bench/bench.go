@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/crier-dev/crier/internal/testkit/sink"
 	"io"
 	"log/slog"
 	"maps"
@@ -108,16 +109,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	rep.LoadTime = time.Since(loadStart)
 
-	smtpSink, err := startSMTPSink(cfg.SMTPLatency, cfg.Subscribers)
+	smtpSink, err := sink.StartSMTP(cfg.SMTPLatency, cfg.Subscribers)
 	if err != nil {
 		return rep, err
 	}
-	defer smtpSink.close()
-	twSink, err := startTwilioSink(cfg.TwilioLatency, cfg.Subscribers)
+	defer smtpSink.Close()
+	twSink, err := sink.StartTwilio(cfg.TwilioLatency, cfg.Subscribers)
 	if err != nil {
 		return rep, err
 	}
-	defer twSink.close()
+	defer twSink.Close()
 
 	dir, err := os.MkdirTemp("", "crier-bench-nats-")
 	if err != nil {
@@ -133,8 +134,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	stop, err := startCrier(ctx, cfg, map[string]string{
 		"CRIER_DATABASE_URL":   dbURL,
 		"CRIER_NATS_URL":       ns.URL(),
-		"CRIER_SMTP_URL":       smtpSink.url(),
-		"CRIER_TWILIO_API_URL": twSink.url(),
+		"CRIER_SMTP_URL":       smtpSink.URL(),
+		"CRIER_TWILIO_API_URL": twSink.URL(),
 	})
 	if err != nil {
 		return rep, err
@@ -151,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	err = measure(cfg, &rep, func(i int, expected map[string]int) (EventResult, error) {
-		return runEvent(ctx, js, dbURL, i, expected, smtpSink.tally, twSink.tally, cfg.Timeout)
+		return runEvent(ctx, js, dbURL, i, expected, smtpSink.Tally(), twSink.Tally(), cfg.Timeout)
 	})
 	return rep, err
 }
@@ -255,7 +256,7 @@ func measure(cfg Config, rep *Report, run func(i int, expected map[string]int) (
 	return nil
 }
 
-func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *tally, timeout time.Duration) (EventResult, error) {
+func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *sink.Tally, timeout time.Duration) (EventResult, error) {
 	ev := event.Event{
 		ID: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i), IncidentID: fmt.Sprintf("bench-incident-%d", i),
 		Kind: event.KindIncident, Status: "investigating", Impact: "major",
@@ -268,8 +269,8 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 		return EventResult{}, err
 	}
 	start := time.Now()
-	mail.reset(start)
-	sms.reset(start)
+	mail.Reset(start)
+	sms.Reset(start)
 	if _, err := stream.Publish(ctx, js, ev, raw); err != nil {
 		return EventResult{}, err
 	}
@@ -278,7 +279,7 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		a, b := mail.total.Load(), sms.total.Load()
+		a, b := mail.Total(), sms.Total()
 		if int(a+b) >= want {
 			break
 		}
@@ -294,12 +295,12 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 	<-time.After(200 * time.Millisecond)
 	res := EventResult{Expected: want, PerChannel: map[string]ChannelResult{}}
 	var all []time.Duration
-	for ch, t := range map[string]*tally{"email": mail, "sms": sms} {
+	for ch, t := range map[string]*sink.Tally{"email": mail, "sms": sms} {
 		if expected[ch] == 0 {
 			continue
 		}
-		acc, distinct, doubled := t.snapshot()
-		lat := t.latencies()
+		acc, distinct, doubled := t.Snapshot()
+		lat := t.Latencies()
 		slices.Sort(lat)
 		cr := ChannelResult{Accepted: acc}
 		if len(lat) > 0 {

@@ -42,12 +42,3 @@ func TestSmallRun(t *testing.T) {
 	}
 }
 
-func TestRecipientNumber(t *testing.T) {
-	for in, want := range map[string]int{
-		"manager17@care17.example": 17, "+447400000042": 42, "someone@else.example": -1, "manager@x": -1,
-	} {
-		if got := recipientNumber(in); got != want {
-			t.Errorf("recipientNumber(%q) = %d, want %d", in, got, want)
-		}
-	}
-}

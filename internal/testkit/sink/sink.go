@@ -1,4 +1,13 @@
-package bench
+// Package sink holds the loopback provider servers of the end-to-end
+// benchmark (cmd/crier-bench): an SMTP server that accepts and discards,
+// and a server speaking Twilio's create-message REST wire format. Both are
+// written by hand for speed, so their own CPU blurs crier's as little as
+// possible, and count what they accepted per recipient (Tally) so that the
+// bench can prove every message arrived exactly once. The test servers
+// (smtptest, twiliotest) are the faithful ones, built on go-smtp and
+// net/http; the two kinds share no code because sharing would cost the
+// sinks their speed.
+package sink
 
 import (
 	"errors"
@@ -10,11 +19,11 @@ import (
 	"time"
 )
 
-// tally counts what a sink accepted, per recipient, and when. Recipients
+// Tally counts what a sink accepted, per recipient, and when. Recipients
 // are numbered (manager<i>@…, +4474<i>), so counts live in a slice indexed
 // by number: the bench's own memory stays small and flat as N grows, and
 // the process's peak RSS speaks about crier.
-type tally struct {
+type Tally struct {
 	mu     sync.Mutex
 	start  time.Time
 	counts []uint8  // by recipient number
@@ -23,12 +32,13 @@ type tally struct {
 	total  atomic.Int64
 }
 
-func newTally(n int) *tally {
-	return &tally{counts: make([]uint8, n+1), times: make([]uint32, 0, n)}
+// NewTally returns a Tally for recipients numbered 0 to n.
+func NewTally(n int) *Tally {
+	return &Tally{counts: make([]uint8, n+1), times: make([]uint32, 0, n)}
 }
 
-// reset starts a new measurement at start.
-func (t *tally) reset(start time.Time) {
+// Reset starts a new measurement at start.
+func (t *Tally) Reset(start time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.start = start
@@ -59,7 +69,7 @@ func recipientNumber(rcpt string) int {
 	return n
 }
 
-func (t *tally) accept(rcpt string) {
+func (t *Tally) accept(rcpt string) {
 	now := time.Now()
 	i := recipientNumber(rcpt)
 	t.mu.Lock()
@@ -73,8 +83,8 @@ func (t *tally) accept(rcpt string) {
 	t.total.Add(1)
 }
 
-// snapshot returns the accepted count, distinct recipients and doubles.
-func (t *tally) snapshot() (accepted, distinct, doubled int) {
+// Snapshot returns the accepted count, distinct recipients and doubles.
+func (t *Tally) Snapshot() (accepted, distinct, doubled int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, n := range t.counts {
@@ -87,7 +97,7 @@ func (t *tally) snapshot() (accepted, distinct, doubled int) {
 	return accepted + t.bad, distinct, doubled + t.bad
 }
 
-func (t *tally) latencies() []time.Duration {
+func (t *Tally) Latencies() []time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]time.Duration, len(t.times))
@@ -122,7 +132,7 @@ func (s *sinkServer) start(ln net.Listener, serve func(net.Conn)) {
 
 // close stops accepting, closes every open connection and waits until
 // their goroutines have ended.
-func (s *sinkServer) close() {
+func (s *sinkServer) Close() {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -168,3 +178,12 @@ func (s *sinkServer) acceptLoop(serve func(net.Conn)) {
 		}()
 	}
 }
+
+// Tally is what the SMTP sink accepted.
+func (s *SMTP) Tally() *Tally { return s.tally }
+
+// Tally is what the Twilio sink accepted.
+func (s *Twilio) Tally() *Tally { return s.tally }
+
+// Total is the number of messages accepted since the last Reset.
+func (t *Tally) Total() int64 { return t.total.Load() }

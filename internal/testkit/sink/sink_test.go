@@ -1,4 +1,4 @@
-package bench
+package sink
 
 import (
 	"bufio"
@@ -47,20 +47,20 @@ func (c countingConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-func testSMTPSink(t *testing.T, latency time.Duration) (*smtpSink, *atomic.Int64) {
+func testSMTPSink(t *testing.T, latency time.Duration) (*SMTP, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	writes := new(atomic.Int64)
-	s := newSMTPSink(countingListener{ln, writes}, latency, 100)
-	t.Cleanup(s.close)
+	s := NewSMTP(countingListener{ln, writes}, latency, 100)
+	t.Cleanup(s.Close)
 	return s, writes
 }
 
 // dialSink connects to s and reads the greeting.
-func dialSink(t *testing.T, s *smtpSink) (net.Conn, *textproto.Conn) {
+func dialSink(t *testing.T, s *SMTP) (net.Conn, *textproto.Conn) {
 	t.Helper()
 	c, err := net.Dial("tcp", s.ln.Addr().String())
 	if err != nil {
@@ -101,9 +101,9 @@ func send(t *testing.T, c net.Conn, s string) {
 	}
 }
 
-func checkTally(t *testing.T, tl *tally, accepted, distinct, doubled int) {
+func checkTally(t *testing.T, tl *Tally, accepted, distinct, doubled int) {
 	t.Helper()
-	a, d, dd := tl.snapshot()
+	a, d, dd := tl.Snapshot()
 	if a != accepted || d != distinct || dd != doubled {
 		t.Errorf("tally: accepted %d, distinct %d, doubled %d; want %d, %d, %d", a, d, dd, accepted, distinct, doubled)
 	}
@@ -300,7 +300,7 @@ func TestSMTPSinkCloseWithOpenConnections(t *testing.T) {
 	send(t, busy, "hello\r\n.\r\n")
 	time.Sleep(50 * time.Millisecond)
 	done := make(chan struct{})
-	go func() { s.close(); close(done) }()
+	go func() { s.Close(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -326,13 +326,13 @@ func TestSMTPSinkCloseWithOpenConnections(t *testing.T) {
 // TestTwilioSinkResponse checks the Message resource the Twilio sink
 // returns, byte for byte as the map-encoding sink wrote it.
 func TestTwilioSinkResponse(t *testing.T) {
-	s, err := startTwilioSink(0, 10)
+	s, err := StartTwilio(0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	defer s.Close()
 	form := url.Values{"To": {"+447400000003"}, "From": {"+447400999999"}, "Body": {"<b>Atlas & co</b>"}}
-	resp, err := http.PostForm(s.url()+"/2010-04-01/Accounts/AC123/Messages.json", form)
+	resp, err := http.PostForm(s.URL()+"/2010-04-01/Accounts/AC123/Messages.json", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestTwilioSinkResponse(t *testing.T) {
 	if !bytes.Equal(body, old.Bytes()) {
 		t.Errorf("body\n%s\nwant\n%s", body, old.Bytes())
 	}
-	if a, d, _ := s.tally.snapshot(); a != 1 || d != 1 {
+	if a, d, _ := s.tally.Snapshot(); a != 1 || d != 1 {
 		t.Errorf("tally: accepted %d, distinct %d", a, d)
 	}
 }
@@ -403,15 +403,15 @@ func TestSMTPSinkChunking(t *testing.T) {
 	}
 }
 
-func testTwilioSink(t *testing.T, latency time.Duration) (*twilioSink, *atomic.Int64) {
+func testTwilioSink(t *testing.T, latency time.Duration) (*Twilio, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	writes := new(atomic.Int64)
-	s := newTwilioSink(countingListener{ln, writes}, latency, 100)
-	t.Cleanup(s.close)
+	s := NewTwilio(countingListener{ln, writes}, latency, 100)
+	t.Cleanup(s.Close)
 	return s, writes
 }
 
@@ -465,7 +465,7 @@ func TestTwilioSinkKeepAlive(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		to := fmt.Sprintf("+4474%08d", i)
 		form := url.Values{"To": {to}, "From": {"+447400999999"}, "Body": {"Café <b> & co"}}
-		resp, body, reused := do(t, client, "POST", s.url()+twilioTestPath, formType+"; charset=utf-8", form.Encode())
+		resp, body, reused := do(t, client, "POST", s.URL()+twilioTestPath, formType+"; charset=utf-8", form.Encode())
 		if reused != (i > 1) {
 			t.Errorf("request %d: connection reused %v", i, reused)
 		}
@@ -512,7 +512,7 @@ func TestTwilioSinkErrors(t *testing.T) {
 		{"POST", twilioTestPath + "?x=1", "application/json", `{"To":"+447400000002"}`, 201, nil},
 		{"POST", twilioTestPath, formType, "To=%2B447400000003", 201, nil},
 	} {
-		resp, body, reused := do(t, client, r.method, s.url()+r.path, r.contentType, r.body)
+		resp, body, reused := do(t, client, r.method, s.URL()+r.path, r.contentType, r.body)
 		what := r.method + " " + r.path + " " + r.body
 		if resp.StatusCode != r.status || (r.want != nil && !bytes.Equal(body, r.want)) {
 			t.Errorf("%s: %d %s, want %d %s", what, resp.StatusCode, body, r.status, r.want)
@@ -539,7 +539,7 @@ func rawCreate(proto, to, extra string) string {
 	return "POST " + twilioTestPath + " " + proto + "\r\nHost: sink\r\nContent-Type: " + formType + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" + extra + "\r\n" + body
 }
 
-func dialTwilio(t *testing.T, s *twilioSink) (net.Conn, *bufio.Reader) {
+func dialTwilio(t *testing.T, s *Twilio) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", s.ln.Addr().String())
 	if err != nil {
@@ -679,7 +679,7 @@ func TestTwilioSinkLatency(t *testing.T) {
 func TestTwilioSinkExpectContinue(t *testing.T) {
 	s, _ := testTwilioSink(t, 0)
 	client := twilioClient(t) // its timeout is shorter than ExpectContinueTimeout
-	req, err := http.NewRequest("POST", s.url()+twilioTestPath, strings.NewReader("To=%2B447400000001"))
+	req, err := http.NewRequest("POST", s.URL()+twilioTestPath, strings.NewReader("To=%2B447400000001"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,14 +699,14 @@ func TestTwilioSinkExpectContinue(t *testing.T) {
 // TestTwilioSinkRefusals checks requests the sink cannot read on: each is
 // answered, and the connection closed.
 func TestTwilioSinkRefusals(t *testing.T) {
-	// startTwilioSink, not testTwilioSink: the connections must be TCP
+	// StartTwilio, not testTwilioSink: the connections must be TCP
 	// ones, which linger before closing so that the client gets the
 	// response although it has sent more.
-	s, err := startTwilioSink(0, 10)
+	s, err := StartTwilio(0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.close)
+	t.Cleanup(s.Close)
 	bigField := "X-Big: " + strings.Repeat("a", 15<<10) + "\r\n"
 	for _, r := range []struct {
 		name, req string
@@ -748,7 +748,7 @@ func TestTwilioSinkCloseWithOpenConnections(t *testing.T) {
 	send(t, busy, rawCreate("HTTP/1.1", "+447400000001", ""))
 	time.Sleep(50 * time.Millisecond)
 	done := make(chan struct{})
-	go func() { s.close(); close(done) }()
+	go func() { s.Close(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -786,4 +786,14 @@ func FuzzMessageForm(f *testing.F) {
 			t.Fatalf("%q: %q %q %q, want %q %q %q", s, to, from, body, want.Get("To"), want.Get("From"), want.Get("Body"))
 		}
 	})
+}
+
+func TestRecipientNumber(t *testing.T) {
+	for in, want := range map[string]int{
+		"manager17@care17.example": 17, "+447400000042": 42, "someone@else.example": -1, "manager@x": -1,
+	} {
+		if got := recipientNumber(in); got != want {
+			t.Errorf("recipientNumber(%q) = %d, want %d", in, got, want)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package bench
+package sink
 
 import (
 	"bufio"
@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-// smtpSink is a minimal SMTP server that accepts and discards every
+// SMTP is a minimal SMTP server that accepts and discards every
 // message after an optional delay, counting recipients. It is written by
 // hand rather than on an SMTP server library so that the sink's own cost
 // stays small beside crier's in the bench's CPU figure: commands and body
 // are read a line at a time from a large buffer, and replies are written
 // only when the client has sent nothing more, so a pipelined group of
 // commands (RFC 2920) gets its replies in one write.
-type smtpSink struct {
+type SMTP struct {
 	sinkServer
-	tally   *tally
+	tally   *Tally
 	latency time.Duration
 }
 
@@ -34,26 +34,26 @@ const (
 	smtpTimeout = time.Minute
 )
 
-func startSMTPSink(latency time.Duration, n int) (*smtpSink, error) {
+func StartSMTP(latency time.Duration, n int) (*SMTP, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	return newSMTPSink(ln, latency, n), nil
+	return NewSMTP(ln, latency, n), nil
 }
 
-// newSMTPSink serves SMTP on ln until close.
-func newSMTPSink(ln net.Listener, latency time.Duration, n int) *smtpSink {
-	s := &smtpSink{tally: newTally(n), latency: latency}
+// NewSMTP serves SMTP on ln until close.
+func NewSMTP(ln net.Listener, latency time.Duration, n int) *SMTP {
+	s := &SMTP{tally: NewTally(n), latency: latency}
 	s.start(ln, s.serve)
 	return s
 }
 
-func (s *smtpSink) url() string { return "smtp://" + s.ln.Addr().String() + "?tls=none" }
+func (s *SMTP) URL() string { return "smtp://" + s.ln.Addr().String() + "?tls=none" }
 
 // smtpSession is the state of one connection.
 type smtpSession struct {
-	sink  *smtpSink
+	sink  *SMTP
 	c     net.Conn
 	r     *bufio.Reader
 	w     *bufio.Writer
@@ -63,7 +63,7 @@ type smtpSession struct {
 	size  int      // bytes of the message so far
 }
 
-func (s *smtpSink) serve(c net.Conn) {
+func (s *SMTP) serve(c net.Conn) {
 	x := &smtpSession{sink: s, c: c, r: bufio.NewReaderSize(c, smtpReadBuffer), w: bufio.NewWriterSize(c, 4<<10)}
 	_ = c.SetDeadline(time.Now().Add(smtpTimeout))
 	x.reply("220 sink.bench ESMTP")

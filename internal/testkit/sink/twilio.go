@@ -1,4 +1,4 @@
-package bench
+package sink
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// twilioSink is a minimal HTTP/1.1 server that answers Twilio's
+// Twilio is a minimal HTTP/1.1 server that answers Twilio's
 // create-message request with 201 and a Message resource after an optional
 // delay, counting recipients. It is written by hand rather than on
 // net/http's server, which cost more CPU per request than crier's own SMS
@@ -26,9 +26,9 @@ import (
 // large buffer, only the header fields the sink needs are looked at, and
 // responses are written only when the client has sent nothing more, so
 // pipelined requests get their responses in one write.
-type twilioSink struct {
+type Twilio struct {
 	sinkServer
-	tally     *tally
+	tally     *Tally
 	latency   time.Duration
 	sidPrefix [16]byte // hex digits, random per sink
 	sidSeq    atomic.Uint64
@@ -64,17 +64,17 @@ var (
 	twilioBadMethod = []byte(`{"code":20004,"message":"method not allowed","status":405}` + "\n")
 )
 
-func startTwilioSink(latency time.Duration, n int) (*twilioSink, error) {
+func StartTwilio(latency time.Duration, n int) (*Twilio, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	return newTwilioSink(ln, latency, n), nil
+	return NewTwilio(ln, latency, n), nil
 }
 
-// newTwilioSink serves Twilio's create-message request on ln until close.
-func newTwilioSink(ln net.Listener, latency time.Duration, n int) *twilioSink {
-	s := &twilioSink{tally: newTally(n), latency: latency}
+// NewTwilio serves Twilio's create-message request on ln until close.
+func NewTwilio(ln net.Listener, latency time.Duration, n int) *Twilio {
+	s := &Twilio{tally: NewTally(n), latency: latency}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	hex.Encode(s.sidPrefix[:], b[:])
@@ -82,11 +82,11 @@ func newTwilioSink(ln net.Listener, latency time.Duration, n int) *twilioSink {
 	return s
 }
 
-func (s *twilioSink) url() string { return "http://" + s.ln.Addr().String() }
+func (s *Twilio) URL() string { return "http://" + s.ln.Addr().String() }
 
 // newSID returns a message SID, "SM" and 32 hex digits: the sink's random
 // prefix and a counter, unique without a random read per message.
-func (s *twilioSink) newSID() string {
+func (s *Twilio) newSID() string {
 	var b [34]byte
 	copy(b[:], "SM")
 	copy(b[2:], s.sidPrefix[:])
@@ -99,7 +99,7 @@ func (s *twilioSink) newSID() string {
 // httpConn is the state of one connection and of the request being read.
 // Its buffers are reused from one request to the next.
 type httpConn struct {
-	sink *twilioSink
+	sink *Twilio
 	c    net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
@@ -118,7 +118,7 @@ type httpConn struct {
 }
 
 // serve answers the requests on c in turn.
-func (s *twilioSink) serve(c net.Conn) {
+func (s *Twilio) serve(c net.Conn) {
 	x := &httpConn{sink: s, c: c, r: bufio.NewReaderSize(c, httpReadBuffer), w: bufio.NewWriterSize(c, 4<<10)}
 	x.enc = json.NewEncoder(&x.json)
 	for {
