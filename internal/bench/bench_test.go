@@ -41,4 +41,3 @@ func TestSmallRun(t *testing.T) {
 		t.Errorf("summary says nothing of PostgreSQL's CPU:\n%s", out.String())
 	}
 }
-
