@@ -327,7 +327,10 @@ func TestClaimScansTheQueueInOrder(t *testing.T) {
 		return strings.Join(lines, "\n")
 	}
 	ordered := func(p string) bool {
-		return strings.Contains(p, "Index Scan using deliveries_ready") && !strings.Contains(p, "Sort") && !strings.Contains(p, "Bitmap")
+		// The claimed rows (at most 200) are sorted back into queue order
+		// at the end; no sort of the queue itself.
+		sorts := strings.Count(p, "Sort Key:") - strings.Count(p, "Sort Key: c.next_attempt_at, c.id")
+		return strings.Contains(p, "Index Scan using deliveries_ready") && sorts == 0 && !strings.Contains(p, "Bitmap")
 	}
 	if p := plan(nil); ordered(p) {
 		t.Fatalf("without the claim's settings the plan is ordered too, so this test no longer shows what they prevent:\n%s", p)
