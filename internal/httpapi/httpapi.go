@@ -1,8 +1,8 @@
 // Package httpapi is crier's HTTP interface: the JSON API for publishers and
 // administrators, the self-service pages for subscribers and a small admin
-// dashboard. Handlers parse and validate requests and call internal/store
-// and internal/stream; they hold no business rules of their own beyond the
-// double opt-in steps in optin.go.
+// dashboard. Handlers decode requests, call the packages that hold the
+// rules (internal/subscriber for subscribers and the double opt-in,
+// internal/store, internal/stream) and encode the answers.
 //
 // JSON API, every route behind "Authorization: Bearer <token>" with a token
 // from CRIER_API_TOKENS (401 without one; no tokens configured means every
@@ -69,7 +69,9 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
+	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/subscriber"
 	"github.com/crier-dev/crier/internal/token"
 )
 
@@ -137,7 +139,7 @@ type Config struct {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.PhoneRegion == "" {
-		c.PhoneRegion = "GB"
+		c.PhoneRegion = phone.DefaultRegion
 	}
 	if c.SiteName == "" {
 		c.SiteName = "crier"
@@ -216,7 +218,7 @@ type API struct {
 	cfg   Config
 	d     Deps
 	pages map[string]*template.Template
-	optIn *optIn
+	subs  *subscriber.Service
 	cop   *http.CrossOriginProtection
 	// intake admits published events, as the fan-out consumer does.
 	intake *intake.Intake
@@ -258,7 +260,14 @@ func New(cfg Config, d Deps) (*API, error) {
 		apiTokenHashes:   hashTokens(cfg.APITokens),
 		intake:           intake.New(d.Store, d.Metrics, cfg.Now),
 	}
-	a.optIn = &optIn{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}
+	a.subs, err = subscriber.New(subscriber.Config{
+		PhoneRegion: cfg.PhoneRegion, PublicURL: cfg.PublicURL, SiteName: cfg.SiteName,
+		CodeTTL: cfg.CodeTTL, CodeAttempts: cfg.CodeAttempts, ConfirmTTL: cfg.ConfirmTTL,
+		SendTimeout: cfg.SendTimeout, Now: cfg.Now,
+	}, subscriber.Deps{Store: d.Store, Signer: d.Signer, Links: d.Links, Senders: d.Senders})
+	if err != nil {
+		return nil, err
+	}
 	a.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.renderMessage(w, r, http.StatusForbidden, message{
 			Heading: "This form was sent from another site",

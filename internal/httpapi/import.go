@@ -11,8 +11,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/subscriber"
 )
 
 // Limits of a CSV import.
@@ -39,11 +39,12 @@ type refusal struct {
 
 // importSubscribers reads a CSV file (header
 // email,phone,name,organisation,components; components separated by ";")
-// and creates or updates one subscriber per row, each row on its own, so a
-// bad row is refused without affecting the others. A row whose email
-// address or phone number is already known updates that subscriber's name,
-// organisation and components (not its addresses or channels). New
-// subscribers wait for double opt-in unless ?confirmed=true.
+// and creates or updates one subscriber per row through
+// subscriber.Service.Import, each row on its own, so a bad row is refused
+// without affecting the others. A row whose email address or phone number
+// is already known updates that subscriber's name, organisation and
+// components (not its addresses or channels). New subscribers wait for
+// double opt-in unless ?confirmed=true.
 func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMediaType(r, "text/csv", "application/csv"); err != nil {
 		return err
@@ -56,44 +57,15 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fail(http.StatusBadRequest, "confirmed", "confirmed must be true or false")
 	}
-	raw, err := readBody(w, r, maxImportBytes)
+	cr, col, width, err := readImport(w, r)
 	if err != nil {
 		return err
-	}
-	raw = bytes.TrimPrefix(raw, []byte("\uFEFF")) // a spreadsheet's byte order mark
-	if !utf8.Valid(raw) {
-		// Otherwise a name in another encoding passes validation and is
-		// refused by PostgreSQL.
-		return fail(http.StatusBadRequest, "", "the file is not UTF-8: save it as CSV UTF-8 and send it again")
-	}
-	cr := csv.NewReader(bytes.NewReader(raw))
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if err != nil {
-		return fail(http.StatusBadRequest, "", "the first line must be the header %s", strings.Join(importColumns, ","))
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(h))
-		if !slices.Contains(importColumns, h) {
-			return fail(http.StatusBadRequest, "", "unknown column %q: the header must be %s", h, strings.Join(importColumns, ","))
-		}
-		col[h] = i
-	}
-	for _, c := range importColumns {
-		if _, ok := col[c]; !ok {
-			return fail(http.StatusBadRequest, "", "column %q is missing: the header must be %s", c, strings.Join(importColumns, ","))
-		}
 	}
 	catalog, err := a.d.Store.ListComponents(r.Context())
 	if err != nil {
 		return err
 	}
-	known := map[string]bool{}
-	for _, c := range catalog {
-		known[c.Key] = true
-	}
+	known := subscriber.NewSnapshot(catalog)
 
 	ans := importAnswer{Refusals: []refusal{}}
 	refuse := func(line int, format string, args ...any) {
@@ -117,30 +89,20 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 		if rows >= maxImportRows {
 			return fail(http.StatusRequestEntityTooLarge, "", "more than %d rows: split the file", maxImportRows)
 		}
-		if len(rec) != len(header) {
-			refuse(line, "has %d fields, the header has %d", len(rec), len(header))
+		if len(rec) != width {
+			refuse(line, "has %d fields, the header has %d", len(rec), width)
 			continue
 		}
 		if strings.TrimSpace(strings.Join(rec, "")) == "" {
 			continue // blank line
 		}
-		n, reason := a.importRow(rec, col, known)
-		if reason != "" {
-			refuse(line, "%s", reason)
-			continue
-		}
-		n.ConfirmEmail, n.ConfirmSMS = confirmed, confirmed
-		created, err := a.d.Store.ImportSubscriber(r.Context(), n)
+		created, err := a.subs.Import(r.Context(), known, importInput(rec, col, confirmed))
+		reason, err := a.importRefusal(r, line, err)
 		switch {
-		case errors.Is(err, store.ErrConflict):
-			refuse(line, "the email address and the phone number belong to two different subscribers")
-		case errors.Is(err, store.ErrNotFound):
-			refuse(line, "a component does not exist")
-		case err != nil && store.IsUnavailable(err):
-			return err
 		case err != nil:
-			a.d.Log.WarnContext(r.Context(), "import row failed", "line", line, "error", err)
-			refuse(line, "could not be stored")
+			return err
+		case reason != "":
+			refuse(line, "%s", reason)
 		case created:
 			ans.Created++
 		default:
@@ -152,48 +114,78 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// importRow validates one CSV row; a non-empty reason refuses it.
-func (a *API) importRow(rec []string, col map[string]int, known map[string]bool) (store.NewSubscriber, string) {
-	var n store.NewSubscriber
-	var err error
-	reason := func(err error) string {
-		var he *httpError
-		if errors.As(err, &he) {
-			return he.msg
+// readImport checks that the body is UTF-8 CSV with the import header and
+// returns a reader positioned after the header, each column's index and
+// the number of fields in the header.
+func readImport(w http.ResponseWriter, r *http.Request) (cr *csv.Reader, col map[string]int, width int, err error) {
+	raw, err := readBody(w, r, maxImportBytes)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	raw = bytes.TrimPrefix(raw, []byte("\uFEFF")) // a spreadsheet's byte order mark
+	if !utf8.Valid(raw) {
+		// Otherwise a name in another encoding passes validation and is
+		// refused by PostgreSQL.
+		return nil, nil, 0, fail(http.StatusBadRequest, "", "the file is not UTF-8: save it as CSV UTF-8 and send it again")
+	}
+	cr = csv.NewReader(bytes.NewReader(raw))
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	header, err := cr.Read()
+	if err != nil {
+		return nil, nil, 0, fail(http.StatusBadRequest, "", "the first line must be the header %s", strings.Join(importColumns, ","))
+	}
+	col = map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if !slices.Contains(importColumns, h) {
+			return nil, nil, 0, fail(http.StatusBadRequest, "", "unknown column %q: the header must be %s", h, strings.Join(importColumns, ","))
 		}
-		return err.Error()
+		col[h] = i
 	}
-	if n.Email, err = cleanEmail("email", rec[col["email"]]); err != nil {
-		return n, reason(err)
+	for _, c := range importColumns {
+		if _, ok := col[c]; !ok {
+			return nil, nil, 0, fail(http.StatusBadRequest, "", "column %q is missing: the header must be %s", c, strings.Join(importColumns, ","))
+		}
 	}
-	if n.Phone, err = a.cleanPhone("phone", rec[col["phone"]]); err != nil {
-		return n, reason(err)
-	}
-	if n.Email == "" && n.Phone == "" {
-		return n, "needs an email address, a phone number or both"
-	}
-	n.Name = strings.TrimSpace(rec[col["name"]])
-	if err := checkText("name", n.Name, maxNameLen, false); err != nil {
-		return n, reason(err)
-	}
-	n.Organisation = strings.TrimSpace(rec[col["organisation"]])
-	if err := checkText("organisation", n.Organisation, maxNameLen, false); err != nil {
-		return n, reason(err)
-	}
+	return cr, col, len(header), nil
+}
+
+// importInput is one CSV row as internal/subscriber takes it: the
+// components cell is split at ";", blank keys dropped.
+func importInput(rec []string, col map[string]int, confirmed bool) subscriber.Input {
+	cell := func(name string) *string { return &rec[col[name]] }
+	components := []string{}
 	for k := range strings.SplitSeq(rec[col["components"]], ";") {
-		k = strings.TrimSpace(k)
-		switch {
-		case k == "":
-		case !event.ValidKey(k):
-			return n, fmt.Sprintf("%.60q is not a component key", k)
-		case !known[k]:
-			return n, fmt.Sprintf("unknown component %q", k)
-		case !slices.Contains(n.Components, k):
-			n.Components = append(n.Components, k)
+		if k = strings.TrimSpace(k); k != "" {
+			components = append(components, k)
 		}
 	}
-	if len(n.Components) == 0 {
-		return n, "needs at least one component"
+	return subscriber.Input{
+		Email: cell("email"), Phone: cell("phone"), Name: cell("name"), Organisation: cell("organisation"),
+		Components: &components, Confirmed: confirmed,
 	}
-	return n, ""
+}
+
+// importRefusal words why a row was not imported ("" when it was); an
+// error fails the whole import.
+func (a *API) importRefusal(r *http.Request, line int, err error) (string, error) {
+	var fe *subscriber.FieldError
+	switch {
+	case err == nil:
+		return "", nil
+	case errors.As(err, &fe) && errors.Is(fe, subscriber.ErrNoAddress):
+		return "needs an email address, a phone number or both", nil
+	case errors.As(err, &fe) && errors.Is(fe, subscriber.ErrNoComponents):
+		return "needs at least one component", nil
+	case errors.As(err, &fe):
+		return fe.Reason, nil
+	case errors.Is(err, subscriber.ErrConflict):
+		return "the email address and the phone number belong to two different subscribers", nil
+	case store.IsUnavailable(err):
+		return "", err
+	default:
+		a.d.Log.WarnContext(r.Context(), "import row failed", "line", line, "error", err)
+		return "could not be stored", nil
+	}
 }

@@ -174,27 +174,6 @@ func joinNames(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// formComponents returns the component keys ticked in a form that exist in
-// the catalog, and whether any ticked key was unknown.
-func formComponents(r *http.Request, catalog []store.Component) (keys []string, unknown bool) {
-	for _, k := range r.PostForm["components"] {
-		found := false
-		for _, c := range catalog {
-			if c.Key == k {
-				found = true
-				break
-			}
-		}
-		switch {
-		case !found:
-			unknown = true
-		case !slices.Contains(keys, k):
-			keys = append(keys, k)
-		}
-	}
-	return keys, unknown
-}
-
 // maxFormBody bounds the body of page forms.
 const maxFormBody = 64 << 10
 

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/redact"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/subscriber"
 	"github.com/crier-dev/crier/internal/token"
 )
 
@@ -35,11 +38,6 @@ type sentView struct {
 	CodeMinutes      int
 }
 
-func (a *API) channelOn(ch string) bool {
-	s, ok := a.d.Senders[ch]
-	return ok && s != nil
-}
-
 func (a *API) subscribeForm(w http.ResponseWriter, r *http.Request) {
 	catalog, err := a.d.Store.ListComponents(r.Context())
 	if err != nil {
@@ -47,14 +45,15 @@ func (a *API) subscribeForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.render(w, r, http.StatusOK, "subscribe", "Subscribe", subscribeView{
-		EmailOn: a.channelOn(deliver.ChannelEmail), SMSOn: a.channelOn(deliver.ChannelSMS),
+		EmailOn: a.subs.Offers(deliver.ChannelEmail), SMSOn: a.subs.Offers(deliver.ChannelSMS),
 		Tree: componentTree(catalog, nil),
 	})
 }
 
-// subscribe handles the subscribe form. Whatever the addresses' history,
-// a valid request gets the same page: addresses are never confirmed to
-// exist.
+// subscribe handles the subscribe form: subscriber.Service.CheckRequest
+// checks it, Subscribe sends the confirmations. Whatever the addresses'
+// history, a valid request gets the same page: addresses are never
+// confirmed to exist.
 func (a *API) subscribe(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
 		a.renderMessage(w, r, http.StatusBadRequest, message{Heading: "The form could not be read", Text: []string{"Please go back and try again."}, Link: "/subscribe", LinkText: "Back to the form"})
@@ -74,64 +73,97 @@ func (a *API) subscribe(w http.ResponseWriter, r *http.Request) {
 	v := subscribeView{
 		Email: strings.TrimSpace(r.PostFormValue("email")), Phone: strings.TrimSpace(r.PostFormValue("phone")),
 		Name: strings.TrimSpace(r.PostFormValue("name")), Organisation: strings.TrimSpace(r.PostFormValue("organisation")),
-		EmailOn: a.channelOn(deliver.ChannelEmail), SMSOn: a.channelOn(deliver.ChannelSMS),
-		Errors: formErrors{},
+		EmailOn: a.subs.Offers(deliver.ChannelEmail), SMSOn: a.subs.Offers(deliver.ChannelSMS),
 	}
-	req := subscribeRequest{Name: v.Name, Organisation: v.Organisation}
-	if v.Email != "" {
-		if !v.EmailOn {
-			v.Errors["email"] = "Email notifications are not available here"
-		} else if req.Email, err = cleanEmail("email", v.Email); err != nil {
-			v.Errors["email"] = "Enter an email address like name@example.org"
-		}
-	}
-	if v.Phone != "" {
-		if !v.SMSOn {
-			v.Errors["phone"] = "Text messages are not available here"
-		} else if req.Phone, err = phone.Normalize(v.Phone, a.cfg.PhoneRegion); err != nil {
-			v.Errors["phone"] = phoneProblem(err)
-		}
-	}
-	if v.Email == "" && v.Phone == "" {
-		v.Errors["email"] = "Enter an email address, a mobile number or both"
-	}
-	var unknown bool
-	req.Components, unknown = formComponents(r, catalog)
-	switch {
-	case unknown:
-		v.Errors["components"] = "A service you chose no longer exists: choose again"
-	case len(req.Components) == 0:
-		v.Errors["components"] = "Choose at least one service"
-	}
-	if len(v.Name) > maxNameLen || checkText("name", v.Name, maxNameLen, false) != nil {
-		v.Errors["name"] = "Enter a name of at most 200 characters on one line"
-	}
-	if len(v.Organisation) > maxNameLen || checkText("organisation", v.Organisation, maxNameLen, false) != nil {
-		v.Errors["organisation"] = "Enter an organisation of at most 200 characters on one line"
-	}
-	v.Tree = componentTree(catalog, req.Components)
-	if len(v.Errors) > 0 {
+	picked := r.PostForm["components"]
+	req, err := a.subs.CheckRequest(r.Context(), subscriber.NewSnapshot(catalog), subscriber.Input{
+		Email: &v.Email, Phone: &v.Phone, Name: &v.Name, Organisation: &v.Organisation, Components: &picked,
+	})
+	var invalid *subscriber.InvalidError
+	if errors.As(err, &invalid) {
+		v.Errors = subscribeErrors(invalid)
 		v.ErrorList = v.Errors.list()
+		v.Tree = componentTree(catalog, picked)
 		a.render(w, r, http.StatusUnprocessableEntity, "subscribe", "Subscribe: there is a problem", v)
 		return
 	}
-	// Per address, after validation, whether or not the address is known:
-	// a number (a premium one, say) cannot be texted more than a few times.
-	if req.Phone != "" && !a.subscribeAddress.allow("sms:"+req.Phone, now) {
-		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "phone", "phone", phone.Mask(req.Phone))
-		a.tooMany(w, r)
-		return
-	}
-	if req.Email != "" && !a.subscribeAddress.allow("email:"+strings.ToLower(req.Email), now) {
-		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "email", "email", redact.Email(req.Email))
-		a.tooMany(w, r)
-		return
-	}
-	res, err := a.optIn.subscribe(r.Context(), req)
 	if err != nil {
 		a.unavailable(w, r, err)
 		return
 	}
+	if !a.addressAllowed(r, req, now) {
+		a.tooMany(w, r)
+		return
+	}
+	res, err := a.subs.Subscribe(r.Context(), req)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	a.renderSent(w, r, req, res)
+}
+
+// subscribeErrors words the problems of a subscribe form, one per field.
+func subscribeErrors(invalid *subscriber.InvalidError) formErrors {
+	e := formErrors{}
+	for _, fe := range invalid.Fields {
+		switch fe.Field {
+		case "email":
+			switch {
+			case errors.Is(fe, subscriber.ErrChannelOff):
+				e["email"] = "Email notifications are not available here"
+			case errors.Is(fe, subscriber.ErrNoAddress):
+				e["email"] = "Enter an email address, a mobile number or both"
+			default:
+				e["email"] = "Enter an email address like name@example.org"
+			}
+		case "phone":
+			if errors.Is(fe, subscriber.ErrChannelOff) {
+				e["phone"] = "Text messages are not available here"
+			} else {
+				e["phone"] = phoneProblem(fe.Err)
+			}
+		case "components":
+			e["components"] = componentsProblem(fe, "Choose at least one service")
+		case "name":
+			e["name"] = "Enter a name of at most 200 characters on one line"
+		case "organisation":
+			e["organisation"] = "Enter an organisation of at most 200 characters on one line"
+		}
+	}
+	return e
+}
+
+// componentsProblem words a refusal of the services ticked in a form;
+// none is the text for no service at all.
+func componentsProblem(fe *subscriber.FieldError, none string) string {
+	switch {
+	case errors.Is(fe, subscriber.ErrNoComponents):
+		return none
+	case errors.Is(fe, subscriber.ErrTooManyComponents):
+		return fmt.Sprintf("Choose at most %d services", event.MaxComponents)
+	}
+	return "A service you chose no longer exists: choose again"
+}
+
+// addressAllowed applies the per-address rate limit, after validation and
+// whether or not the address is known: a number (a premium one, say)
+// cannot be texted more than a few times.
+func (a *API) addressAllowed(r *http.Request, req subscriber.Details, now time.Time) bool {
+	if req.Phone != "" && !a.subscribeAddress.allow("sms:"+req.Phone, now) {
+		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "phone", "phone", phone.Mask(req.Phone))
+		return false
+	}
+	if req.Email != "" && !a.subscribeAddress.allow("email:"+strings.ToLower(req.Email), now) {
+		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "email", "email", redact.Email(req.Email))
+		return false
+	}
+	return true
+}
+
+// renderSent shows where the confirmations went: 200 when at least one
+// was sent, 503 when none could be.
+func (a *API) renderSent(w http.ResponseWriter, r *http.Request, req subscriber.Details, res subscriber.Sent) {
 	sent := sentView{Phone: req.Phone, CodeMinutes: int(a.cfg.CodeTTL.Minutes())}
 	if req.Email != "" {
 		sent.EmailTo = redact.Email(req.Email)
@@ -193,8 +225,8 @@ func (a *API) verifyCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := strings.Join(strings.Fields(r.PostFormValue("code")), "")
-	id, err := a.optIn.verifyCode(r.Context(), num, code)
-	if codeRefused(err) {
+	id, err := a.subs.VerifyCode(r.Context(), num, code)
+	if errors.Is(err, subscriber.ErrCodeRefused) {
 		a.d.Log.InfoContext(r.Context(), "confirmation code refused", "phone", phone.Mask(num), "reason", err.Error())
 		a.render(w, r, http.StatusUnprocessableEntity, "sent", "Check the code", sentView{
 			PhoneTo: phone.Mask(num), Phone: num, CodeMinutes: int(a.cfg.CodeTTL.Minutes()),
@@ -224,8 +256,12 @@ type confirmView struct {
 // confirms the address (POST). Confirming takes a POST so that a mail
 // scanner following links cannot subscribe someone.
 func (a *API) confirmEmail(w http.ResponseWriter, r *http.Request) {
-	sub, err := a.optIn.checkConfirm(r.Context(), r.PathValue("id"), r.PathValue("token"))
-	if errors.Is(err, errLinkInvalid) {
+	confirm := a.subs.CheckConfirm
+	if r.Method == http.MethodPost {
+		confirm = a.subs.Confirm
+	}
+	sub, err := confirm(r.Context(), r.PathValue("id"), r.PathValue("token"))
+	if errors.Is(err, subscriber.ErrLinkInvalid) {
 		a.invalidLink(w, r)
 		return
 	}
@@ -238,13 +274,6 @@ func (a *API) confirmEmail(w http.ResponseWriter, r *http.Request) {
 			Address: redact.Email(sub.Email),
 			Action:  "/confirm/" + url.PathEscape(r.PathValue("id")) + "/" + url.PathEscape(r.PathValue("token")),
 		})
-		return
-	}
-	if err := a.d.Store.ConfirmEmail(r.Context(), sub.ID, sub.Email); errors.Is(err, store.ErrNotFound) {
-		a.invalidLink(w, r)
-		return
-	} else if err != nil {
-		a.unavailable(w, r, err)
 		return
 	}
 	a.d.Log.InfoContext(r.Context(), "email address confirmed", "subscriber_id", sub.ID, "email", redact.Email(sub.Email))
@@ -349,37 +378,48 @@ func (a *API) manage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostFormValue("action") == "unsubscribe" {
-		for _, ch := range v.Channels {
-			if ch.Address == "" {
-				continue
-			}
-			if err := a.d.Store.OptOut(r.Context(), sub.ID, ch.Key); err != nil {
-				a.unavailable(w, r, err)
-				return
-			}
-		}
-		a.d.Log.InfoContext(r.Context(), "unsubscribed from everything", "subscriber_id", sub.ID)
-		a.renderMessage(w, r, http.StatusOK, message{
-			Heading: "You are unsubscribed",
-			Text:    []string{"You will get no more incident notifications from us, by email or by text message.", "Changed your mind? Switch them on again on your notifications page."},
-			Link:    action, LinkText: "Back to your notifications",
-		})
+		a.unsubscribeAll(w, r, sub, v)
 		return
 	}
-	components, unknown := formComponents(r, catalog)
-	switch {
-	case unknown:
-		v.Errors["components"] = "A service you chose no longer exists: choose again"
-	case len(components) == 0:
-		v.Errors["components"] = "Choose at least one service, or unsubscribe from everything below"
+	a.saveChoices(w, r, sub, catalog, v)
+}
+
+// unsubscribeAll opts sub out of every channel with an address.
+func (a *API) unsubscribeAll(w http.ResponseWriter, r *http.Request, sub store.Subscriber, v manageView) {
+	for _, ch := range v.Channels {
+		if ch.Address == "" {
+			continue
+		}
+		if err := a.d.Store.OptOut(r.Context(), sub.ID, ch.Key); err != nil {
+			a.unavailable(w, r, err)
+			return
+		}
 	}
-	if len(v.Errors) > 0 {
-		v.Tree = componentTree(catalog, components)
+	a.d.Log.InfoContext(r.Context(), "unsubscribed from everything", "subscriber_id", sub.ID)
+	a.renderMessage(w, r, http.StatusOK, message{
+		Heading: "You are unsubscribed",
+		Text:    []string{"You will get no more incident notifications from us, by email or by text message.", "Changed your mind? Switch them on again on your notifications page."},
+		Link:    v.Action, LinkText: "Back to your notifications",
+	})
+}
+
+// saveChoices stores the components (checked by subscriber.CheckComponents)
+// and channels ticked on the manage page.
+func (a *API) saveChoices(w http.ResponseWriter, r *http.Request, sub store.Subscriber, catalog []store.Component, v manageView) {
+	picked := r.PostForm["components"]
+	components, err := subscriber.CheckComponents(r.Context(), subscriber.NewSnapshot(catalog), picked)
+	var fe *subscriber.FieldError
+	if errors.As(err, &fe) {
+		v.Errors["components"] = componentsProblem(fe, "Choose at least one service, or unsubscribe from everything below")
+		v.Tree = componentTree(catalog, picked)
 		v.ErrorList = v.Errors.list()
 		a.render(w, r, http.StatusUnprocessableEntity, "manage", "Your notifications: there is a problem", v)
 		return
 	}
-	if err := a.d.Store.SetSubscriptions(r.Context(), sub.ID, components); err != nil {
+	if err == nil {
+		err = a.d.Store.SetSubscriptions(r.Context(), sub.ID, components)
+	}
+	if err != nil {
 		a.unavailable(w, r, err)
 		return
 	}
@@ -400,7 +440,7 @@ func (a *API) manage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.d.Log.InfoContext(r.Context(), "subscription changed", "subscriber_id", sub.ID, "components", strings.Join(components, ","), "channels", strings.Join(wanted, ","))
-	http.Redirect(w, r, action+"?saved=1", http.StatusSeeOther)
+	http.Redirect(w, r, v.Action+"?saved=1", http.StatusSeeOther)
 }
 
 // unsubscribeView is the confirm page of an unsubscribe link.

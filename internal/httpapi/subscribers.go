@@ -1,22 +1,16 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 
-	"github.com/crier-dev/crier/internal/deliver"
-	"github.com/crier-dev/crier/internal/email"
-	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/subscriber"
 )
 
 // subscriberInput is the body of POST and PATCH /v1/subscribers. In a PATCH
-// absent fields stay as they are.
+// absent fields stay as they are. internal/subscriber checks it.
 type subscriberInput struct {
 	Email        *string   `json:"email"`
 	Phone        *string   `json:"phone"`
@@ -41,101 +35,25 @@ func deref[T any](p *T) T {
 	return *p
 }
 
-// cleanEmail trims an email address and checks it; "" stays "".
-func cleanEmail(field, v string) (string, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return "", nil
+// domain returns the input as internal/subscriber takes it.
+func (in subscriberInput) domain() subscriber.Input {
+	return subscriber.Input{
+		Email: in.Email, Phone: in.Phone, Name: in.Name, Organisation: in.Organisation,
+		Components: in.Components, Channels: in.Channels, Confirmed: deref(in.Confirmed),
 	}
-	if err := email.CheckAddress(v); err != nil {
-		return "", fail(http.StatusUnprocessableEntity, field, "%s is not an email address (want name@example.org)", field)
-	}
-	return v, nil
 }
 
-// cleanPhone normalises a mobile number to E.164; "" stays "".
-func (a *API) cleanPhone(field, v string) (string, error) {
-	if strings.TrimSpace(v) == "" {
-		return "", nil
+// subscriberProblem answers a refusal of internal/subscriber: 422 naming
+// the field, 409 for an address that belongs to another subscriber.
+func subscriberProblem(err error) error {
+	var fe *subscriber.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return fail(http.StatusUnprocessableEntity, fe.Field, "%s", fe.Reason)
+	case errors.Is(err, subscriber.ErrConflict):
+		return fail(http.StatusConflict, "", "a subscriber with this email address or phone number already exists")
 	}
-	n, err := phone.Normalize(v, a.cfg.PhoneRegion)
-	if err != nil {
-		// The error states the reason without repeating the number.
-		return "", fail(http.StatusUnprocessableEntity, field, "%s: %v", field, err)
-	}
-	return n, nil
-}
-
-// cleanComponents checks component keys against the catalog and drops
-// repeats; at least one is required.
-func (a *API) cleanComponents(ctx context.Context, keys []string) ([]string, error) {
-	if len(keys) == 0 {
-		return nil, fail(http.StatusUnprocessableEntity, "components", "components is required: name at least one component key")
-	}
-	if len(keys) > event.MaxComponents {
-		return nil, fail(http.StatusUnprocessableEntity, "components", "components names more than %d keys", event.MaxComponents)
-	}
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if !event.ValidKey(k) {
-			return nil, fail(http.StatusUnprocessableEntity, "components", "%.60q is not a component key", k)
-		}
-		if !slices.Contains(out, k) {
-			out = append(out, k)
-		}
-	}
-	known, err := a.d.Store.KnownComponents(ctx, out)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range out {
-		if !known[k] {
-			return nil, fail(http.StatusUnprocessableEntity, "components", "unknown component %q", k)
-		}
-	}
-	return out, nil
-}
-
-// checkChannels validates a channel list against the addresses the
-// subscriber will have.
-func checkChannels(chs []string, emailAddr, phoneNum string) error {
-	for _, ch := range chs {
-		switch ch {
-		case deliver.ChannelEmail:
-			if emailAddr == "" {
-				return fail(http.StatusUnprocessableEntity, "channels", "channel email needs an email address")
-			}
-		case deliver.ChannelSMS:
-			if phoneNum == "" {
-				return fail(http.StatusUnprocessableEntity, "channels", "channel sms needs a phone number")
-			}
-		default:
-			return fail(http.StatusUnprocessableEntity, "channels", "unknown channel %q (email or sms)", ch)
-		}
-	}
-	return nil
-}
-
-func (a *API) cleanNames(in subscriberInput) (name, org *string, err error) {
-	if in.Name != nil {
-		v := strings.TrimSpace(*in.Name)
-		if err := checkText("name", v, maxNameLen, false); err != nil {
-			return nil, nil, err
-		}
-		name = &v
-	}
-	if in.Organisation != nil {
-		v := strings.TrimSpace(*in.Organisation)
-		if err := checkText("organisation", v, maxNameLen, false); err != nil {
-			return nil, nil, err
-		}
-		org = &v
-	}
-	return name, org, nil
-}
-
-func addressConflict() error {
-	return fail(http.StatusConflict, "", "a subscriber with this email address or phone number already exists")
+	return err
 }
 
 func (a *API) createSubscriber(w http.ResponseWriter, r *http.Request) error {
@@ -143,67 +61,12 @@ func (a *API) createSubscriber(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	emailAddr, err := cleanEmail("email", deref(in.Email))
+	sub, err := a.subs.Create(r.Context(), in.domain())
 	if err != nil {
-		return err
+		return subscriberProblem(err)
 	}
-	phoneNum, err := a.cleanPhone("phone", deref(in.Phone))
-	if err != nil {
-		return err
-	}
-	if emailAddr == "" && phoneNum == "" {
-		return fail(http.StatusUnprocessableEntity, "email", "give an email address, a phone number or both")
-	}
-	name, org, err := a.cleanNames(in)
-	if err != nil {
-		return err
-	}
-	components, err := a.cleanComponents(r.Context(), deref(in.Components))
-	if err != nil {
-		return err
-	}
-	var channels []string
-	if in.Channels != nil {
-		channels = *in.Channels
-		if err := checkChannels(channels, emailAddr, phoneNum); err != nil {
-			return err
-		}
-	} else {
-		if emailAddr != "" {
-			channels = append(channels, deliver.ChannelEmail)
-		}
-		if phoneNum != "" {
-			channels = append(channels, deliver.ChannelSMS)
-		}
-	}
-	confirmed := deref(in.Confirmed)
-	n := store.NewSubscriber{
-		Email: emailAddr, Phone: phoneNum, Name: deref(name), Organisation: deref(org), Components: components,
-		ConfirmEmail: confirmed && slices.Contains(channels, deliver.ChannelEmail),
-		ConfirmSMS:   confirmed && slices.Contains(channels, deliver.ChannelSMS),
-	}
-	var optOut []string
-	if emailAddr != "" && !slices.Contains(channels, deliver.ChannelEmail) {
-		optOut = append(optOut, deliver.ChannelEmail)
-	}
-	if phoneNum != "" && !slices.Contains(channels, deliver.ChannelSMS) {
-		optOut = append(optOut, deliver.ChannelSMS)
-	}
-	id, err := a.d.Store.AddSubscriber(r.Context(), n, optOut)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return addressConflict()
-	case errors.Is(err, store.ErrNotFound):
-		return fail(http.StatusUnprocessableEntity, "components", "a component does not exist")
-	case err != nil:
-		return err
-	}
-	sub, err := a.d.Store.GetSubscriber(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	a.d.Log.InfoContext(r.Context(), "subscriber created", "subscriber_id", id, "confirmed", confirmed)
-	w.Header().Set("Location", "/v1/subscribers/"+strconv.FormatInt(id, 10))
+	a.d.Log.InfoContext(r.Context(), "subscriber created", "subscriber_id", sub.ID, "confirmed", deref(in.Confirmed))
+	w.Header().Set("Location", "/v1/subscribers/"+strconv.FormatInt(sub.ID, 10))
 	writeJSON(w, http.StatusCreated, sub)
 	return nil
 }
@@ -264,68 +127,9 @@ func (a *API) patchSubscriber(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	cur, err := a.d.Store.GetSubscriber(r.Context(), id)
+	sub, err := a.subs.Update(r.Context(), id, in.domain())
 	if err != nil {
-		return err
-	}
-	var u store.SubscriberUpdate
-	emailAddr, phoneNum := cur.Email, cur.Phone
-	if in.Email != nil {
-		if emailAddr, err = cleanEmail("email", *in.Email); err != nil {
-			return err
-		}
-		u.Email = &emailAddr
-	}
-	if in.Phone != nil {
-		if phoneNum, err = a.cleanPhone("phone", *in.Phone); err != nil {
-			return err
-		}
-		u.Phone = &phoneNum
-	}
-	if emailAddr == "" && phoneNum == "" {
-		return fail(http.StatusUnprocessableEntity, "email", "a subscriber needs an email address, a phone number or both")
-	}
-	if u.Name, u.Organisation, err = a.cleanNames(in); err != nil {
-		return err
-	}
-	if in.Components != nil {
-		components, err := a.cleanComponents(r.Context(), *in.Components)
-		if err != nil {
-			return err
-		}
-		u.Components = &components
-	}
-	uses := func(ch string) bool { return in.Channels == nil || slices.Contains(*in.Channels, ch) }
-	if in.Channels != nil {
-		if err := checkChannels(*in.Channels, emailAddr, phoneNum); err != nil {
-			return err
-		}
-		for ch, addr := range map[string]string{deliver.ChannelEmail: emailAddr, deliver.ChannelSMS: phoneNum} {
-			switch {
-			case addr == "":
-			case uses(ch):
-				u.OptIn = append(u.OptIn, ch)
-			default:
-				u.OptOut = append(u.OptOut, ch)
-			}
-		}
-	}
-	if deref(in.Confirmed) {
-		u.ConfirmEmail = emailAddr != "" && uses(deliver.ChannelEmail)
-		u.ConfirmSMS = phoneNum != "" && uses(deliver.ChannelSMS)
-	}
-	err = a.d.Store.UpdateSubscriber(r.Context(), id, u)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return addressConflict()
-	case errors.Is(err, store.ErrNoAddress):
-		return fail(http.StatusUnprocessableEntity, "email", "a subscriber needs an email address, a phone number or both")
-	case err != nil:
-		return err
-	}
-	sub, err := a.d.Store.GetSubscriber(r.Context(), id)
-	if err != nil {
-		return err
+		return subscriberProblem(err)
 	}
 	a.d.Log.InfoContext(r.Context(), "subscriber updated", "subscriber_id", id)
 	writeJSON(w, http.StatusOK, sub)

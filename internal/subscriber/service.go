@@ -1,0 +1,247 @@
+package subscriber
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/token"
+)
+
+// Config configures the rules and the double opt-in. Zero fields take the
+// defaults documented on each field (see WithDefaults).
+type Config struct {
+	// PhoneRegion interprets phone numbers given without a country code
+	// (default phone.DefaultRegion, GB).
+	PhoneRegion string
+	// PublicURL is crier's external base URL; confirmation links start
+	// with it. Required.
+	PublicURL string
+	// SiteName is named in confirmation messages (default "crier").
+	SiteName string
+	// CodeTTL is how long a texted code is valid (default 10m) and
+	// CodeAttempts how many tries it allows (default 5).
+	CodeTTL      time.Duration
+	CodeAttempts int
+	// ConfirmTTL is how long an email confirmation link is valid (default
+	// 48h).
+	ConfirmTTL time.Duration
+	// SendTimeout bounds sending one confirmation message (default 20s).
+	SendTimeout time.Duration
+	// Now returns the time (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.PhoneRegion == "" {
+		c.PhoneRegion = phone.DefaultRegion
+	}
+	if c.SiteName == "" {
+		c.SiteName = "crier"
+	}
+	if c.CodeTTL <= 0 {
+		c.CodeTTL = 10 * time.Minute
+	}
+	if c.CodeAttempts <= 0 {
+		c.CodeAttempts = 5
+	}
+	if c.ConfirmTTL <= 0 {
+		c.ConfirmTTL = 48 * time.Hour
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 20 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c
+}
+
+func (c Config) validate() error {
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("subscriber: PublicURL %q is not an absolute http(s) URL", c.PublicURL)
+	}
+	return nil
+}
+
+// Links makes the personal links put in messages; compose.Composer is one.
+type Links interface {
+	ManageURL(subscriberID int64) string
+}
+
+// Deps are the parts the Service uses.
+type Deps struct {
+	Store  *store.Store
+	Signer *token.Signer
+	// Links makes the manage link sent to an address that is already
+	// subscribed.
+	Links Links
+	// Senders send confirmation messages directly, by channel
+	// (deliver.ChannelEmail, deliver.ChannelSMS); a channel without a
+	// sender is not offered (see Offers).
+	Senders map[string]deliver.Sender
+}
+
+// Service applies the subscriber rules and runs the double opt-in.
+type Service struct {
+	cfg     Config
+	store   *store.Store
+	signer  *token.Signer
+	links   Links
+	senders map[string]deliver.Sender
+}
+
+// New checks the configuration and returns the Service.
+func New(cfg Config, d Deps) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil || d.Signer == nil || d.Links == nil {
+		return nil, errors.New("subscriber: Store, Signer and Links are required")
+	}
+	return &Service{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}, nil
+}
+
+// Create checks in and stores a new subscriber, as an administrator asks:
+// addresses whose channel is not used are kept but opted out, and with
+// in.Confirmed the used ones are confirmed at once. It returns the stored
+// subscriber. Refusals are an *InvalidError or a *FieldError (a component
+// removed meanwhile), and ErrConflict when an address belongs to another
+// subscriber.
+func (s *Service) Create(ctx context.Context, in Input) (store.Subscriber, error) {
+	d, err := s.Check(ctx, s.store, in)
+	if err != nil {
+		return store.Subscriber{}, err
+	}
+	n := newSubscriber(d, in.Confirmed)
+	var optOut []string
+	if d.Email != "" && !d.Uses(deliver.ChannelEmail) {
+		optOut = append(optOut, deliver.ChannelEmail)
+	}
+	if d.Phone != "" && !d.Uses(deliver.ChannelSMS) {
+		optOut = append(optOut, deliver.ChannelSMS)
+	}
+	id, err := s.store.AddSubscriber(ctx, n, optOut)
+	if err != nil {
+		return store.Subscriber{}, storeRefusal(err)
+	}
+	return s.store.GetSubscriber(ctx, id)
+}
+
+// Import checks in, one row of an import, and creates the subscriber, or
+// updates the name, organisation and components (not the addresses or
+// channels) of the one subscriber that has its email address or phone
+// number. With in.Confirmed a new subscriber's addresses are confirmed at
+// once. cat is usually a Snapshot taken once for the whole import.
+// Refusals are an *InvalidError or a *FieldError (a component removed
+// meanwhile), and ErrConflict when the email address and the phone number
+// belong to two different subscribers.
+func (s *Service) Import(ctx context.Context, cat Catalog, in Input) (created bool, err error) {
+	d, err := s.Check(ctx, cat, in)
+	if err != nil {
+		return false, err
+	}
+	created, err = s.store.ImportSubscriber(ctx, newSubscriber(d, in.Confirmed))
+	if err != nil {
+		return false, storeRefusal(err)
+	}
+	return created, nil
+}
+
+func newSubscriber(d Details, confirmed bool) store.NewSubscriber {
+	return store.NewSubscriber{
+		Email: d.Email, Phone: d.Phone, Name: d.Name, Organisation: d.Organisation, Components: d.Components,
+		ConfirmEmail: confirmed && d.Uses(deliver.ChannelEmail),
+		ConfirmSMS:   confirmed && d.Uses(deliver.ChannelSMS),
+	}
+}
+
+// storeRefusal turns the store's refusals of a new subscriber into this
+// package's errors.
+func storeRefusal(err error) error {
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, store.ErrNotFound):
+		return &FieldError{Field: "components", Reason: "a component does not exist", Err: ErrUnknownComponent}
+	}
+	return err
+}
+
+// Update changes the fields given in in of subscriber id and returns the
+// subscriber as stored. A changed address starts unconfirmed unless
+// in.Confirmed; with Channels the listed channels are opted in and the
+// others opted out. It returns an error wrapping store.ErrNotFound for an
+// unknown subscriber, an *InvalidError or *FieldError for a refusal, and
+// ErrConflict when an address belongs to another subscriber.
+func (s *Service) Update(ctx context.Context, id int64, in Input) (store.Subscriber, error) {
+	cur, err := s.store.GetSubscriber(ctx, id)
+	if err != nil {
+		return store.Subscriber{}, err
+	}
+	var p problems
+	d, err := s.check(ctx, s.store, &cur, in, &p)
+	if err == nil {
+		err = p.err()
+	}
+	if err != nil {
+		return store.Subscriber{}, err
+	}
+	err = s.store.UpdateSubscriber(ctx, id, update(in, d))
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return store.Subscriber{}, fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, store.ErrNoAddress):
+		return store.Subscriber{}, &FieldError{Field: "email", Reason: noAddressLeft, Err: ErrNoAddress}
+	case err != nil:
+		return store.Subscriber{}, err
+	}
+	return s.store.GetSubscriber(ctx, id)
+}
+
+// update is the store update that gives the fields of in their checked
+// values d.
+func update(in Input, d Details) store.SubscriberUpdate {
+	var u store.SubscriberUpdate
+	if in.Email != nil {
+		u.Email = &d.Email
+	}
+	if in.Phone != nil {
+		u.Phone = &d.Phone
+	}
+	if in.Name != nil {
+		u.Name = &d.Name
+	}
+	if in.Organisation != nil {
+		u.Organisation = &d.Organisation
+	}
+	if in.Components != nil {
+		u.Components = &d.Components
+	}
+	if in.Channels != nil {
+		for _, a := range [...]struct{ channel, addr string }{{deliver.ChannelEmail, d.Email}, {deliver.ChannelSMS, d.Phone}} {
+			switch {
+			case a.addr == "":
+			case d.Uses(a.channel):
+				u.OptIn = append(u.OptIn, a.channel)
+			default:
+				u.OptOut = append(u.OptOut, a.channel)
+			}
+		}
+	}
+	if in.Confirmed {
+		u.ConfirmEmail = d.Uses(deliver.ChannelEmail)
+		u.ConfirmSMS = d.Uses(deliver.ChannelSMS)
+	}
+	return u
+}
