@@ -10,10 +10,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/crier-dev/crier/internal/config"
-	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/event"
-	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/subscriber"
 )
 
 // openStore reads the configuration and connects to the database, applying
@@ -166,21 +165,14 @@ func cmdSubscribers(ctx context.Context, e *env, args []string) error {
 		if len(components) == 0 {
 			return errors.New("add needs at least one --component")
 		}
-		n := store.NewSubscriber{Email: strings.TrimSpace(*emailAddr), Name: *name, Organisation: *org,
-			Components: components, ConfirmEmail: *confirmed, ConfirmSMS: *confirmed}
-		if n.Email != "" && email.CheckAddress(n.Email) != nil {
-			return fmt.Errorf("--email %q is not an email address", n.Email)
+		in := subscriber.Input{Name: name, Organisation: org, Components: (*[]string)(&components), Confirmed: *confirmed}
+		if *emailAddr != "" {
+			in.Email = emailAddr
 		}
 		if *phoneNum != "" {
-			if n.Phone, err = phone.Normalize(*phoneNum, cfg.PhoneRegion); err != nil {
-				return fmt.Errorf("--phone: %w", err)
-			}
+			in.Phone = phoneNum
 		}
-		id, err := st.CreateSubscriber(ctx, n)
-		if err != nil {
-			return err
-		}
-		e.printf("created subscriber %d\n", id)
+		return addSubscriber(ctx, e, st, cfg, in)
 	case "rm":
 		if fs.NArg() != 1 {
 			return errors.New("rm needs an ID")
@@ -294,4 +286,35 @@ func listSubscribers(ctx context.Context, e *env, st *store.Store) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// addFlags names the flag of each subscriber field, for refusals.
+var addFlags = map[string]string{"email": "--email", "phone": "--phone", "name": "--name", "organisation": "--organisation", "components": "--component"}
+
+// addSubscriber creates a subscriber with the rules every other way of
+// creating one follows (package subscriber).
+func addSubscriber(ctx context.Context, e *env, st *store.Store, cfg config.Config, in subscriber.Input) error {
+	subs, err := subscriber.New(subscriber.Config{PhoneRegion: cfg.PhoneRegion, PublicURL: cfg.PublicURL}, subscriber.Deps{Store: st})
+	if err != nil {
+		return err
+	}
+	sub, err := subs.Create(ctx, in)
+	var inv *subscriber.InvalidError
+	var fe *subscriber.FieldError
+	switch {
+	case errors.As(err, &inv):
+		msgs := make([]string, len(inv.Fields))
+		for i, f := range inv.Fields {
+			msgs[i] = addFlags[f.Field] + ": " + f.Reason
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	case errors.As(err, &fe):
+		return fmt.Errorf("%s: %s", addFlags[fe.Field], fe.Reason)
+	case errors.Is(err, subscriber.ErrConflict):
+		return errors.New("a subscriber with this email address or phone number already exists")
+	case err != nil:
+		return err
+	}
+	e.printf("created subscriber %d\n", sub.ID)
+	return nil
 }

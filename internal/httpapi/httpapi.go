@@ -70,6 +70,7 @@ import (
 	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/subscriber"
 	"github.com/crier-dev/crier/internal/token"
@@ -298,12 +299,12 @@ func (a *API) Register(mux *http.ServeMux) {
 	page("GET /subscribe", a.subscribeForm)
 	page("POST /subscribe", a.subscribe)
 	page("POST /subscribe/verify", a.verifyCode)
-	page("GET /confirm/{id}/{token}", a.confirmEmail)
-	page("POST /confirm/{id}/{token}", a.confirmEmail)
-	page("GET /manage/{token}", a.manage)
-	page("POST /manage/{token}", a.manage)
-	page("GET /unsubscribe/{token}", a.unsubscribe)
-	page("POST /unsubscribe/{token}", a.unsubscribe)
+	page("GET "+publicurl.ConfirmPattern, a.confirmEmail)
+	page("POST "+publicurl.ConfirmPattern, a.confirmEmail)
+	page("GET "+publicurl.ManagePattern, a.manage)
+	page("POST "+publicurl.ManagePattern, a.manage)
+	page("GET "+publicurl.UnsubscribePattern, a.unsubscribe)
+	page("POST "+publicurl.UnsubscribePattern, a.unsubscribe)
 	page("GET /admin", a.dashboard)
 	page("POST /admin/login", a.signIn)
 	page("POST /admin/logout", a.signOut)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/phone"
+	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/redact"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/subscriber"
@@ -272,7 +272,7 @@ func (a *API) confirmEmail(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		a.render(w, r, http.StatusOK, "confirm", "Confirm your email address", confirmView{
 			Address: redact.Email(sub.Email),
-			Action:  "/confirm/" + url.PathEscape(r.PathValue("id")) + "/" + url.PathEscape(r.PathValue("token")),
+			Action:  publicurl.ConfirmPath(r.PathValue("id"), r.PathValue("token")),
 		})
 		return
 	}
@@ -366,7 +366,7 @@ func (a *API) manage(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, r, err)
 		return
 	}
-	action := "/manage/" + url.PathEscape(tok)
+	action := publicurl.ManagePath(tok)
 	v := manageView{Action: action, Channels: channelViews(sub), Tree: componentTree(catalog, sub.Components), Errors: formErrors{}}
 	if r.Method != http.MethodPost {
 		v.Saved = r.URL.Query().Get("saved") == "1"
@@ -468,7 +468,7 @@ func (a *API) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		a.render(w, r, http.StatusOK, "unsubscribe", "Unsubscribe", unsubscribeView{
-			Channel: label, Address: addr, Action: "/unsubscribe/" + url.PathEscape(tok),
+			Channel: label, Address: addr, Action: publicurl.UnsubscribePath(tok),
 		})
 		return
 	}

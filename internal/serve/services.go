@@ -94,7 +94,8 @@ func (p *parts) start(hard context.Context) <-chan error {
 //
 // Whatever is still running when grace is over is cut short (kill cancels
 // the hard context): sends in flight end with a transient error that is
-// recorded as a retry, and leases left behind expire. Run then closes the
+// recorded as a retry if the database still answers within a short
+// moment, and leases left behind expire. Run then closes the
 // senders, NATS and the database pool.
 func (p *parts) stop(log *slog.Logger, grace time.Duration, kill context.CancelFunc) {
 	log.Info("shutting down", "grace", grace)
@@ -118,8 +119,9 @@ func (p *parts) stop(log *slog.Logger, grace time.Duration, kill context.CancelF
 	}
 	log.Warn("grace period over with work in flight: cutting it short; its leases will expire and it will be retried")
 	kill()
-	// Give what was cut short a moment to record its outcomes.
-	after, cancelAfter := context.WithTimeout(context.Background(), 2*time.Second)
+	// Give what was cut short a moment to record its outcomes (a quarter
+	// of the grace, at most a second: the database may be what is stuck).
+	after, cancelAfter := context.WithTimeout(context.Background(), min(grace/4, time.Second))
 	defer cancelAfter()
 	p.fanout.Stop(after)
 	for _, w := range p.workers {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/token"
 )
@@ -61,6 +62,9 @@ type Sent struct {
 // (ErrChannelOff for a channel without a sender).
 func (s *Service) Subscribe(ctx context.Context, d Details) (Sent, error) {
 	var res Sent
+	if err := s.canOptIn(); err != nil {
+		return res, err
+	}
 	got, err := s.store.SelfSubscribe(ctx, store.NewSubscriber{
 		Email: d.Email, Phone: d.Phone, Name: d.Name, Organisation: d.Organisation, Components: d.Components,
 	})
@@ -101,13 +105,16 @@ func confirmPurpose(addr string) string {
 func (s *Service) confirmURL(id int64, addr string) string {
 	exp := s.cfg.Now().Add(s.cfg.ConfirmTTL).Unix()
 	tok := s.signer.Make(confirmPurpose(addr), id, uint32(exp))
-	return s.cfg.PublicURL + "/confirm/" + strconv.FormatInt(id, 10) + "/" + tok
+	return publicurl.New(s.cfg.PublicURL).Confirm(id, tok)
 }
 
 // CheckConfirm returns the subscriber whose email address the link
 // /confirm/{rawID}/{tok} confirms, or ErrLinkInvalid (also for a
 // subscriber that does not exist). It confirms nothing.
 func (s *Service) CheckConfirm(ctx context.Context, rawID, tok string) (store.Subscriber, error) {
+	if err := s.canOptIn(); err != nil {
+		return store.Subscriber{}, err
+	}
 	id, err := strconv.ParseInt(rawID, 10, 64)
 	if err != nil || id < 0 {
 		id = 0 // looked up all the same: every failure costs the same
@@ -219,10 +226,24 @@ func (s *Service) sendCode(ctx context.Context, phoneNum string, id int64) error
 // number; it returns the subscriber's id. Every refusal wraps
 // ErrCodeRefused; other errors are trouble with the database.
 func (s *Service) VerifyCode(ctx context.Context, phoneNum, code string) (int64, error) {
+	if err := s.canOptIn(); err != nil {
+		return 0, err
+	}
 	id, err := s.store.CheckSMSCode(ctx, phoneNum, s.codeHash(phoneNum, code), s.cfg.CodeAttempts)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCodeWrong) ||
 		errors.Is(err, store.ErrCodeExpired) || errors.Is(err, store.ErrCodeSpent) {
 		return 0, fmt.Errorf("%w: %w", ErrCodeRefused, err)
 	}
 	return id, err
+}
+
+// errNoOptIn is returned by the opt-in steps of a Service built without a
+// Signer and Links (the command line's, which only checks and stores).
+var errNoOptIn = errors.New("subscriber: the double opt-in needs Deps.Signer and Deps.Links")
+
+func (s *Service) canOptIn() error {
+	if s.signer == nil || s.links == nil {
+		return errNoOptIn
+	}
+	return nil
 }

@@ -81,6 +81,8 @@ type Links interface {
 // Deps are the parts the Service uses.
 type Deps struct {
 	Store  *store.Store
+	// Signer and Links are needed by the double opt-in only; a Service
+	// without them checks and stores subscribers.
 	Signer *token.Signer
 	// Links makes the manage link sent to an address that is already
 	// subscribed.
@@ -106,8 +108,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Store == nil || d.Signer == nil || d.Links == nil {
-		return nil, errors.New("subscriber: Store, Signer and Links are required")
+	if d.Store == nil {
+		return nil, errors.New("subscriber: Store is required")
 	}
 	return &Service{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}, nil
 }

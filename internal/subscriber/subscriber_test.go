@@ -153,8 +153,20 @@ func TestNewChecksConfig(t *testing.T) {
 	if _, err := subscriber.New(subscriber.Config{PublicURL: "status.example"}, subscriber.Deps{Store: st, Signer: signer, Links: links{}}); err == nil {
 		t.Error("a relative PublicURL was accepted")
 	}
-	if _, err := subscriber.New(subscriber.Config{PublicURL: publicURL}, subscriber.Deps{Store: st, Signer: signer}); err == nil {
-		t.Error("missing Links was accepted")
+	// Without Signer and Links a Service checks and stores; the opt-in
+	// refuses to run.
+	s, err := subscriber.New(subscriber.Config{PublicURL: publicURL}, subscriber.Deps{Store: st, Signer: signer})
+	if err != nil {
+		t.Fatalf("New without Links: %v", err)
+	}
+	if _, err := s.Subscribe(context.Background(), subscriber.Details{Email: "a@care.example", Components: []string{"emar"}}); err == nil {
+		t.Error("Subscribe without Links went ahead")
+	}
+	if _, err := s.VerifyCode(context.Background(), "+447400123456", "123456"); err == nil {
+		t.Error("VerifyCode without Links went ahead")
+	}
+	if _, err := subscriber.New(subscriber.Config{PublicURL: publicURL}, subscriber.Deps{}); err == nil {
+		t.Error("missing Store was accepted")
 	}
 	c := subscriber.Config{}.WithDefaults()
 	if c.PhoneRegion != "GB" || c.SiteName != "crier" || c.CodeTTL != 10*time.Minute || c.CodeAttempts != 5 ||
