@@ -37,11 +37,10 @@ func setup(t testing.TB, mod func(*Config)) bundle {
 	t.Helper()
 	srv := twiliotest.New(t, twiliotest.ExampleAccountSID, twiliotest.ExampleAuthToken)
 	cfg := Config{
-		AccountSID:    twiliotest.ExampleAccountSID,
-		AuthToken:     twiliotest.ExampleAuthToken,
-		From:          testFrom,
-		APIURL:        srv.URL(),
-		
+		AccountSID: twiliotest.ExampleAccountSID,
+		AuthToken:  twiliotest.ExampleAuthToken,
+		From:       testFrom,
+		APIURL:     srv.URL(),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -162,7 +161,7 @@ func TestAPIURLWithPathPrefix(t *testing.T) {
 
 	s, err := New(Config{
 		AccountSID: b.cfg.AccountSID, AuthToken: b.cfg.AuthToken, From: testFrom,
-		APIURL: proxy.URL + "/twilio/", 
+		APIURL: proxy.URL + "/twilio/",
 	})
 	if err != nil {
 		t.Fatal(err)

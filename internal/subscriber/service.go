@@ -80,7 +80,7 @@ type Links interface {
 
 // Deps are the parts the Service uses.
 type Deps struct {
-	Store  *store.Store
+	Store *store.Store
 	// Signer and Links are needed by the double opt-in only; a Service
 	// without them checks and stores subscribers.
 	Signer *token.Signer
