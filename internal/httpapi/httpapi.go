@@ -143,25 +143,25 @@ func (c Config) WithDefaults() Config {
 		c.PhoneRegion = phone.DefaultRegion
 	}
 	if c.SiteName == "" {
-		c.SiteName = "crier"
+		c.SiteName = subscriber.DefaultSiteName
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 5 * time.Second
 	}
 	if c.CodeTTL <= 0 {
-		c.CodeTTL = 10 * time.Minute
+		c.CodeTTL = subscriber.DefaultCodeTTL
 	}
 	if c.CodeAttempts <= 0 {
-		c.CodeAttempts = 5
+		c.CodeAttempts = subscriber.DefaultCodeAttempts
 	}
 	if c.ConfirmTTL <= 0 {
-		c.ConfirmTTL = 48 * time.Hour
+		c.ConfirmTTL = subscriber.DefaultConfirmTTL
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 12 * time.Hour
 	}
 	if c.SendTimeout <= 0 {
-		c.SendTimeout = 20 * time.Second
+		c.SendTimeout = subscriber.DefaultSendTimeout
 	}
 	def := func(l *Limit, every time.Duration, burst int) {
 		if l.Every <= 0 {
@@ -194,9 +194,7 @@ func (c Config) validate() error {
 }
 
 // Links makes the personal links put in messages; compose.Composer is one.
-type Links interface {
-	ManageURL(subscriberID int64) string
-}
+type Links = subscriber.Links
 
 // Deps are the parts the handlers use.
 type Deps struct {

@@ -38,25 +38,34 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Defaults applied by Config.WithDefaults (httpapi takes the same ones).
+const (
+	DefaultSiteName     = "crier"
+	DefaultCodeTTL      = 10 * time.Minute
+	DefaultCodeAttempts = 5
+	DefaultConfirmTTL   = 48 * time.Hour
+	DefaultSendTimeout  = 20 * time.Second
+)
+
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.PhoneRegion == "" {
 		c.PhoneRegion = phone.DefaultRegion
 	}
 	if c.SiteName == "" {
-		c.SiteName = "crier"
+		c.SiteName = DefaultSiteName
 	}
 	if c.CodeTTL <= 0 {
-		c.CodeTTL = 10 * time.Minute
+		c.CodeTTL = DefaultCodeTTL
 	}
 	if c.CodeAttempts <= 0 {
-		c.CodeAttempts = 5
+		c.CodeAttempts = DefaultCodeAttempts
 	}
 	if c.ConfirmTTL <= 0 {
-		c.ConfirmTTL = 48 * time.Hour
+		c.ConfirmTTL = DefaultConfirmTTL
 	}
 	if c.SendTimeout <= 0 {
-		c.SendTimeout = 20 * time.Second
+		c.SendTimeout = DefaultSendTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
