@@ -18,7 +18,7 @@
 --   table and 52 MB of indexes, against 85 MB and 60 MB before.
 --
 -- Claim plus outcome cost PostgreSQL about a quarter less CPU (pgbench,
--- 100,000 deliveries in batches of 200); see README, "Performance".
+-- 100,000 deliveries in batches of 200); see docs/performance.md.
 --
 -- The UPDATE below rewrites every finished delivery once: on a large ledger,
 -- run `crier migrate` at a quiet time (docs/operations.md).

@@ -134,7 +134,7 @@ func chunkRanges(lo, hi, chunk int64) []idRange {
 // fanOutParallel is how many chunks of one event are fanned out at once. A
 // chunk's INSERT runs on one PostgreSQL core; two keep both cores of a
 // small server busy (BenchmarkFanOutMillion: 15.4 s one at a time, see
-// README for two), while more would mostly contend for the same index pages
+// docs/performance.md for two), while more would mostly contend for the same index pages
 // and the connection pool.
 const fanOutParallel = 2
 
