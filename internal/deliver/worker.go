@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
@@ -99,10 +100,10 @@ type Config struct {
 	// sends/s, 50ms fills a batch of 200); shorter means fewer sends
 	// repeated when the process dies before writing them.
 	FlushInterval time.Duration
-	// RatePerSecond, when positive, limits claims and concurrency so that
-	// no claimed delivery waits longer than half its lease, and no sender
-	// longer than half of SendTimeout, behind the sender's rate limit (the
-	// sender enforces the rate itself). Zero means unlimited.
+	// RatePerSecond, when positive, paces the channel for the whole
+	// deployment: every process's claims take tokens from one bucket in
+	// PostgreSQL (store.ClaimPaced), so nothing claimed waits for its turn.
+	// Zero means unlimited, and the claims touch no bucket.
 	RatePerSecond float64
 }
 
@@ -132,17 +133,11 @@ func (c Config) WithDefaults() Config {
 	dur(&c.PollInterval, DefaultPollInterval)
 	dur(&c.FlushInterval, DefaultFlushInterval)
 	if c.RatePerSecond > 0 {
-		// Everything claimed and not yet sent waits behind the rate
-		// limit: the claimer's batch, a batch queued for the senders and
-		// one delivery per sender. Together they must go out within half
-		// the lease (or the lease expires and the delivery is sent
-		// twice), and each sender's wait for the limiter, which counts
-		// against SendTimeout, must stay within half of it.
-		limit := int(c.RatePerSecond * c.Lease.Seconds() / 2 / 3)
-		c.BatchSize = max(1, min(c.BatchSize, limit))
-		c.Concurrency = max(1, min(c.Concurrency, limit, int(c.RatePerSecond*c.SendTimeout.Seconds()/2)))
+		// A paced claim takes at most the bucket's burst, one second's
+		// worth; room for more would only be reserved and not used. One
+		// claimer: more would queue on the bucket's lock.
+		c.BatchSize = max(1, min(c.BatchSize, int(math.Ceil(c.RatePerSecond))))
 		c.Claimers = 1
-		c.SendBatch = 1
 	}
 	return c
 }
@@ -209,8 +204,8 @@ func (w *Worker) Run(ctx context.Context) error {
 // flight (a shutdown whose grace is over). Outcomes are recorded even
 // then; what was cut short goes back to the queue as a retry.
 func (w *Worker) Serve(ctx, hard context.Context) error {
-	// The claimer runs up to one batch ahead of the senders.
-	jobs := make(chan job, w.cfg.BatchSize)
+	// Each claimer reserves room for one claim before making it.
+	jobs := newJobQueue(w.cfg.BatchSize * w.cfg.Claimers)
 	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
 	var senders sync.WaitGroup
 	batch := 1
@@ -221,21 +216,20 @@ func (w *Worker) Serve(ctx, hard context.Context) error {
 		senders.Go(func() {
 			js := make([]job, 0, batch)
 			outs := make([]store.Outcome, batch)
-			for j := range jobs {
+			for {
+				j, ok := jobs.pop()
+				if !ok {
+					return
+				}
 				// Whatever else is already waiting joins this send, up
 				// to the batch size: nothing waits for a batch to fill.
 				js = append(js[:0], j)
-			more:
 				for len(js) < batch {
-					select {
-					case j, ok := <-jobs:
-						if !ok {
-							break more
-						}
-						js = append(js, j)
-					default:
-						break more
+					j, ok := jobs.tryPop()
+					if !ok {
+						break
 					}
+					js = append(js, j)
 				}
 				for _, o := range w.deliver(ctx, hard, js, outs[:len(js)]) {
 					outcomes <- o
@@ -251,10 +245,10 @@ func (w *Worker) Serve(ctx, hard context.Context) error {
 
 	var claimers sync.WaitGroup
 	for range w.cfg.Claimers {
-		claimers.Go(func() { w.claimLoop(ctx, hard, jobs, outcomes) })
+		claimers.Go(func() { w.claimLoop(ctx, hard, jobs) })
 	}
 	claimers.Wait()
-	close(jobs)
+	jobs.close()
 	senders.Wait()
 	close(outcomes)
 	<-recorded
@@ -264,43 +258,67 @@ func (w *Worker) Serve(ctx, hard context.Context) error {
 // claimLoop claims batches and hands them to the senders. Several run at
 // once (Claimers) so a slow claim statement does not starve the senders.
 // A claim also takes the deliveries whose lease expired.
-func (w *Worker) claimLoop(ctx, hard context.Context, jobs chan<- job, outcomes chan<- store.Outcome) {
+func (w *Worker) claimLoop(ctx, hard context.Context, jobs *jobQueue) {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		// The claim must not be cut short by shutdown: a cancelled query
-		// can still have committed on the server, leaving rows leased that
-		// this worker never saw. It runs to completion (bounded) and the
-		// loop below releases what it claimed if shutdown began meanwhile.
-		claimCtx, cancel := context.WithTimeout(hard, w.cfg.SendTimeout)
-		batch, err := w.store.Claim(claimCtx, w.cfg.Channel, w.cfg.BatchSize, w.owner, w.cfg.Lease)
-		cancel()
-		if err != nil {
+		room := jobs.reserve(ctx, w.cfg.BatchSize)
+		if ctx.Err() != nil {
+			jobs.unreserve(room)
+			return
+		}
+		batch, paced, err := w.claim(hard, room)
+		jobs.push(batch)
+		jobs.unreserve(room - len(batch))
+		switch {
+		case err != nil:
 			if ctx.Err() == nil {
 				w.log.WarnContext(ctx, "claim deliveries", "channel", w.cfg.Channel, "error", err)
 			}
 			w.sleep(ctx, poll.C)
-			continue
-		}
-		if len(batch) == 0 {
+		case paced > 0:
+			// The pace, not the queue, ended the claim: wait for the
+			// next token, however many deliveries are woken meanwhile.
+			w.pause(ctx, max(paced, minPacedWait))
+		case len(batch) == 0:
 			w.sleep(ctx, poll.C)
-			continue
 		}
-		w.log.DebugContext(ctx, "delivery batch claimed", "channel", w.cfg.Channel, "count", len(batch))
 		if n := reclaimed(batch); n > 0 {
 			w.log.InfoContext(ctx, "expired leases reclaimed", "channel", w.cfg.Channel, "count", n)
 		}
-		for i, d := range batch {
-			select {
-			case jobs <- job{d: d, start: time.Now()}:
-			case <-ctx.Done():
-				for _, rest := range batch[i:] {
-					outcomes <- store.Outcome{ID: rest.ID, Attempt: rest.Attempt, Outcome: store.OutcomeReleased, NextAttemptAt: time.Now()}
-					w.metrics.Deliveries.WithLabelValues(w.cfg.Channel, store.OutcomeReleased).Inc()
-				}
-				return
-			}
-		}
+	}
+}
+
+// minPacedWait is the shortest wait between two claims of a paced channel:
+// fast paces take several tokens a claim rather than one claim per token.
+const minPacedWait = 50 * time.Millisecond
+
+// claim claims up to limit deliveries, from the deployment's bucket when
+// the channel is paced; paced is then how long until the bucket holds a
+// token again, if it ran dry.
+//
+// The claim must not be cut short by shutdown: a cancelled query can still
+// have committed on the server, leaving rows leased that this worker never
+// saw. It runs to completion (bounded by SendTimeout, or by the end of the
+// grace); a shutdown that began meanwhile finds the claimed deliveries in
+// the queue, and the senders release them.
+func (w *Worker) claim(hard context.Context, limit int) (batch []store.Claimed, paced time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(hard, w.cfg.SendTimeout)
+	defer cancel()
+	if w.cfg.RatePerSecond > 0 {
+		return w.store.ClaimPaced(ctx, w.cfg.Channel, limit, w.owner, w.cfg.Lease, store.ChannelPace(w.cfg.Channel, w.cfg.RatePerSecond))
+	}
+	batch, err = w.store.Claim(ctx, w.cfg.Channel, limit, w.owner, w.cfg.Lease)
+	return batch, 0, err
+}
+
+// pause waits for d or cancellation.
+func (w *Worker) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 // connection and one pipelined group: every transaction goes out in a
 // single write and their replies come back together, so a batch costs one
 // round trip and one write at each end instead of one per message. Without
-// CHUNKING, and under a rate limit, the messages are sent one at a time.
+// CHUNKING, the messages are sent one at a time.
 //
 // Every transaction of the group ends with RSET in the same write, so a
 // refusal leaves the next one a cleared session (RFC 3030 leaves the state
@@ -23,7 +23,7 @@ import (
 // is judged by its own replies only.
 func (s *Sender) SendBatch(ctx context.Context, ms []deliver.Message) []deliver.SendResult {
 	res := make([]deliver.SendResult, len(ms))
-	if len(ms) < 2 || s.limiter != nil {
+	if len(ms) < 2 {
 		s.sendEach(ctx, ms, res)
 		return res
 	}

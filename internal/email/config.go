@@ -14,7 +14,6 @@ const (
 	DefaultPoolSize    = 8
 	DefaultSendTimeout = 30 * time.Second
 	DefaultIdleTimeout = 30 * time.Second
-	DefaultRateBurst   = 1
 )
 
 // Config configures a Sender. The zero value of every field but Settings and
@@ -40,19 +39,13 @@ type Config struct {
 
 	// SendTimeout bounds one attempt on the wire: connecting (TCP, TLS,
 	// EHLO, AUTH) when needed, and the MAIL, RCPT, DATA exchange. A shorter
-	// deadline on the caller's context wins. Waiting for the rate limiter or
-	// for a free connection is bounded only by the context. Default 30s.
+	// deadline on the caller's context wins. Waiting for a free connection
+	// is bounded only by the context. Default 30s.
 	SendTimeout time.Duration
 
 	// IdleTimeout closes connections that have not been used for this long.
 	// Default 30s.
 	IdleTimeout time.Duration
-
-	// RatePerSecond caps the messages per second of this Sender, shared by
-	// all its callers (a token bucket); 0 means unlimited. RateBurst is the
-	// bucket size, default 1: messages leave evenly spaced.
-	RatePerSecond float64
-	RateBurst     int
 
 	// TLSConfig replaces the TLS client configuration, e.g. to trust a test
 	// CA. ServerName defaults to Settings.Host and MinVersion to TLS 1.2.
@@ -72,9 +65,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.RateBurst == 0 {
-		c.RateBurst = DefaultRateBurst
 	}
 	if c.ListID == "" {
 		if a, err := mail.ParseAddress(c.From); err == nil {
@@ -121,10 +111,6 @@ func (c Config) validate() error {
 		return fmt.Errorf("email: SendTimeout %v, want > 0", c.SendTimeout)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("email: IdleTimeout %v, want > 0", c.IdleTimeout)
-	case c.RatePerSecond < 0:
-		return fmt.Errorf("email: RatePerSecond %v, want >= 0", c.RatePerSecond)
-	case c.RateBurst < 1:
-		return fmt.Errorf("email: RateBurst %d, want at least 1", c.RateBurst)
 	case hasControl(c.HELO) || strings.ContainsRune(c.HELO, ' '):
 		return fmt.Errorf("email: HELO %q is not a host name", c.HELO)
 	}

@@ -71,7 +71,6 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
-	"golang.org/x/time/rate"
 
 	"github.com/crier-dev/crier/internal/deliver"
 )
@@ -89,7 +88,6 @@ type Sender struct {
 	bounds    *boundaries
 	domain    string // of From, for generated Message-IDs
 	tlsConfig *tls.Config
-	limiter   *rate.Limiter // nil: unlimited
 	// eightBit: the last connection opened offered 8BITMIME, so messages
 	// are composed in 8bit where their text allows.
 	eightBit atomic.Bool
@@ -159,9 +157,6 @@ func New(cfg Config) (*Sender, error) {
 		reaped:    make(chan struct{}),
 		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
-	if cfg.RatePerSecond > 0 {
-		s.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst)
-	}
 	go s.reapLoop()
 	return s, nil
 }
@@ -171,7 +166,7 @@ func New(cfg Config) (*Sender, error) {
 // errors; every error is a *deliver.PermanentError or a
 // *deliver.TransientError.
 //
-// Send waits for the rate limit and for a free connection as long as ctx
+// Send waits for a free connection as long as ctx
 // allows; the exchange with the server is bounded by Config.SendTimeout or
 // ctx, whichever ends first. When the server closed a reused connection
 // while it was idle, the message is sent again once on a new connection.
@@ -181,11 +176,6 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		return "", err
 	}
 	defer s.putBuffer(o.buf)
-	if s.limiter != nil {
-		if err := s.limiter.Wait(ctx); err != nil {
-			return "", deliver.Transient("", fmt.Errorf("email: send to %s: wait for rate limit: %w", o.to.Address, err))
-		}
-	}
 	pc, err := s.acquire(ctx)
 	if err != nil {
 		return "", deliver.Transient("", fmt.Errorf("email: send to %s: %w", o.to.Address, err))

@@ -648,29 +648,6 @@ func TestContextCancelInterruptsSend(t *testing.T) {
 	}
 }
 
-func TestRateLimit(t *testing.T) {
-	t.Parallel()
-	srv, s := setup(t, func(c *email.Config) { c.RatePerSecond = 20 })
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Go(func() {
-			if _, err := s.Send(context.Background(), message(int64(i), "a@example.org")); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	// Ten messages at 20/s with a burst of 1: the first at once, the
-	// tenth 9×50ms = 450ms later.
-	if d := time.Since(start); d < 400*time.Millisecond {
-		t.Errorf("10 messages at 20/s took %v, want at least ~450ms", d)
-	}
-	if n := srv.Stats().Messages; n != 10 {
-		t.Errorf("%d messages", n)
-	}
-}
-
 func TestClose(t *testing.T) {
 	t.Parallel()
 	srv, s := setup(t, nil)
@@ -696,7 +673,7 @@ func TestConfig(t *testing.T) {
 	settings := email.Settings{Host: "smtp.example.org", Port: 587}
 	c := email.Config{Settings: settings, From: "crier <status@example.org>"}.WithDefaults()
 	if c.PoolSize != email.DefaultPoolSize || c.SendTimeout != email.DefaultSendTimeout ||
-		c.IdleTimeout != email.DefaultIdleTimeout || c.RateBurst != 1 || c.ListID != "<incidents.example.org>" {
+		c.IdleTimeout != email.DefaultIdleTimeout || c.ListID != "<incidents.example.org>" {
 		t.Errorf("WithDefaults() = %+v", c)
 	}
 	for name, cfg := range map[string]email.Config{
@@ -706,7 +683,6 @@ func TestConfig(t *testing.T) {
 		"from crlf":    {Settings: settings, From: "a@example.org\r\nBcc: b@example.org"},
 		"bad list id":  {Settings: settings, From: "a@example.org", ListID: "<a>\r\nX: y"},
 		"negative":     {Settings: settings, From: "a@example.org", PoolSize: -1},
-		"rate":         {Settings: settings, From: "a@example.org", RatePerSecond: -1},
 		"helo spaces":  {Settings: settings, From: "a@example.org", HELO: "a b"},
 		"port":         {Settings: email.Settings{Host: "h", Port: 70000}, From: "a@example.org"},
 		"non-ascii id": {Settings: settings, From: "a@example.org", ListID: "Störungen <s.example.org>"},

@@ -364,3 +364,41 @@ func MetricField(field string) string {
 	}
 	return "payload"
 }
+
+// Priorities of deliveries, highest first (DESIGN.md, "Scheduling"): the
+// delivery queue takes the highest priority that is due, FIFO within it.
+const (
+	PriorityCritical = 3 // incident, impact critical
+	PriorityMajor    = 2 // incident, impact major
+	PriorityMinor    = 1 // incident, impact minor or none
+	PriorityRoutine  = 0 // maintenance, reminders, drills
+)
+
+// Priority is the priority of ev's deliveries, from its own kind and
+// impact. A resolution ranks with its incident's highest impact, which
+// only the store knows (see ImpactPriority).
+func Priority(ev Event) int {
+	if ev.Kind != KindIncident {
+		return PriorityRoutine
+	}
+	return ImpactPriority(ev.Impact)
+}
+
+// ImpactPriority is the priority of an incident update of the given impact.
+func ImpactPriority(impact string) int {
+	switch impact {
+	case "critical":
+		return PriorityCritical
+	case "major":
+		return PriorityMajor
+	default:
+		return PriorityMinor
+	}
+}
+
+// RanksWithIncident reports whether ev takes the highest priority of its
+// incident's updates rather than its own: a resolution (or its
+// post-mortem) must reach everyone who was told of the outage as early.
+func RanksWithIncident(ev Event) bool {
+	return ev.Kind == KindIncident && (ev.Status == "resolved" || ev.Status == "postmortem")
+}

@@ -308,7 +308,7 @@ func TestBrowserSMSJourney(t *testing.T) {
 	tw := twiliotest.New(t, twiliotest.ExampleAccountSID, twiliotest.ExampleAuthToken)
 	sender, err := sms.New(sms.Config{
 		AccountSID: twiliotest.ExampleAccountSID, AuthToken: twiliotest.ExampleAuthToken,
-		From: "+447400000001", APIURL: tw.URL(), RatePerSecond: sms.Unlimited,
+		From: "+447400000001", APIURL: tw.URL(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -257,7 +257,7 @@ func (d *Deps) buildSenders(override map[string]deliver.Sender) error {
 		if err != nil {
 			return &config.Error{Var: "CRIER_SMTP_URL", Reason: err.Error()}
 		}
-		s, err := email.New(email.Config{Settings: settings, From: cfg.MailFrom, PoolSize: cfg.SMTPPool, RatePerSecond: cfg.EmailRate})
+		s, err := email.New(email.Config{Settings: settings, From: cfg.MailFrom, PoolSize: cfg.SMTPPool})
 		if err != nil {
 			return fmt.Errorf("email: %w", err)
 		}
@@ -267,7 +267,7 @@ func (d *Deps) buildSenders(override map[string]deliver.Sender) error {
 		s, err := sms.New(sms.Config{
 			AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken,
 			From: cfg.TwilioFrom, MessagingServiceSID: cfg.TwilioMessagingServiceSID,
-			APIURL: cfg.TwilioAPIURL, RatePerSecond: cfg.SMSRate, Concurrency: cfg.DeliveryWorkers,
+			APIURL: cfg.TwilioAPIURL, Concurrency: cfg.DeliveryWorkers,
 		})
 		if err != nil {
 			return fmt.Errorf("sms: %w", err)

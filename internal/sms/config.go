@@ -14,10 +14,9 @@ import (
 const (
 	// DefaultAPIURL is Twilio's own REST API.
 	DefaultAPIURL = "https://api.twilio.com"
-	// DefaultRatePerSecond is the pace `crier serve` uses when
-	// CRIER_SMS_RATE is not set: 10 texts a second, ten long codes or a
-	// tenth of a short code. It is not applied by WithDefaults: a zero
-	// RatePerSecond means unlimited, as in every crier Config.
+	// DefaultRatePerSecond is the pace of a deployment's texts when
+	// CRIER_SMS_RATE is not set: 10 a second, ten long codes or a tenth
+	// of a short code. The delivery workers keep it (package deliver).
 	DefaultRatePerSecond = 10
 	// DefaultConcurrency bounds the requests in flight to Twilio.
 	DefaultConcurrency = 64
@@ -30,10 +29,6 @@ const (
 	// Go's default of 2 churns sockets under concurrent sending.
 	minIdleConnsPerHost = 64
 )
-
-// Unlimited, as Config.RatePerSecond, turns pacing off. It is the zero
-// value, as for every rate in crier's configuration.
-const Unlimited = 0
 
 // Config configures a Sender. The zero value of each field means its
 // default; WithDefaults fills them in and New validates the result.
@@ -55,13 +50,6 @@ type Config struct {
 	// port and path prefix). Empty means DefaultAPIURL. Requests keep their
 	// path (/2010-04-01/Accounts/...) below it.
 	APIURL string
-
-	// RatePerSecond paces the messages of this Sender, and so of every
-	// worker sharing it, to this many a second, evenly spaced (a token
-	// bucket with a burst of one). Zero (Unlimited) turns pacing off;
-	// negative values are refused. Each message counts once, whatever its
-	// number of segments.
-	RatePerSecond float64
 
 	// Concurrency is the most API requests in flight at once (the pool's
 	// connections to the API host); further sends wait for a connection.
@@ -121,8 +109,6 @@ func (c Config) validate() error {
 		return fmt.Errorf("invalid From %q: neither an E.164 number, a short code nor an alphanumeric sender ID", c.From)
 	case c.MessagingServiceSID != "" && !isSID("MG", c.MessagingServiceSID):
 		return errors.New(`MessagingServiceSID must be "MG" followed by 32 hex digits`)
-	case c.RatePerSecond < 0:
-		return fmt.Errorf("invalid RatePerSecond %v: must not be negative (0 is unlimited)", c.RatePerSecond)
 	case c.Concurrency < 0:
 		return fmt.Errorf("invalid Concurrency %v: must not be negative", c.Concurrency)
 	case c.MaxIdleConnsPerHost < 0:

@@ -10,16 +10,13 @@ import (
 func TestConfigWithDefaults(t *testing.T) {
 	t.Parallel()
 	c := Config{}.WithDefaults()
-	if c.APIURL != DefaultAPIURL || c.RatePerSecond != 0 || c.Concurrency != DefaultConcurrency ||
+	if c.APIURL != DefaultAPIURL || c.Concurrency != DefaultConcurrency ||
 		c.MaxIdleConnsPerHost != 64 || c.RequestTimeout != DefaultRequestTimeout || c.IdleConnTimeout != DefaultIdleConnTimeout {
 		t.Errorf("defaults: %+v", c)
 	}
-	c = Config{Concurrency: 200, RatePerSecond: 25}.WithDefaults()
+	c = Config{Concurrency: 200}.WithDefaults()
 	if c.MaxIdleConnsPerHost != 200 {
 		t.Errorf("MaxIdleConnsPerHost = %d, want Concurrency (200)", c.MaxIdleConnsPerHost)
-	}
-	if c.RatePerSecond != 25 {
-		t.Errorf("RatePerSecond 25 became %v", c.RatePerSecond)
 	}
 }
 

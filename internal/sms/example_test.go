@@ -12,10 +12,9 @@ import (
 
 func ExampleSender_Send() {
 	s, err := sms.New(sms.Config{
-		AccountSID:    "AC0123456789abcdef0123456789abcdef",
-		AuthToken:     "fedcba9876543210fedcba9876543210",
-		From:          "+12015550123",
-		RatePerSecond: 1, // one long code
+		AccountSID: "AC0123456789abcdef0123456789abcdef",
+		AuthToken:  "fedcba9876543210fedcba9876543210",
+		From:       "+12015550123",
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -2,8 +2,9 @@
 // REST API with twilio-go, and verifies the signatures of Twilio's webhooks.
 //
 // A Sender is safe for concurrent use and meant to be shared by every SMS
-// worker of a process: it owns the connection pool and the rate limiter that
-// paces the whole process to Config.RatePerSecond.
+// worker of a process: it owns the connection pool. It does not pace: the
+// deployment's pace (CRIER_SMS_RATE) is kept by the delivery workers'
+// claims, across processes (package deliver).
 //
 // Send's errors are typed for the retry policy (see package deliver):
 //
@@ -38,7 +39,6 @@ import (
 	"time"
 
 	"github.com/twilio/twilio-go/client"
-	"golang.org/x/time/rate"
 
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/phone"
@@ -48,13 +48,12 @@ import (
 const maxRetryAfter = time.Hour
 
 // Sender sends SMS through Twilio. Create it with New and share it: it holds
-// the process's rate limiter and a keep-alive connection pool (HTTP/1.1,
+// a keep-alive connection pool (HTTP/1.1,
 // honouring HTTPS_PROXY and NO_PROXY like Go's default transport).
 type Sender struct {
 	cfg       Config
 	base      *url.URL // APIURL, or nil to leave Twilio's URLs alone
 	transport *http.Transport
-	limiter   *rate.Limiter // nil: unlimited
 	creds     *client.Credentials
 	userAgent []string // appended to twilio-go's User-Agent
 	// messagesURL is the create-message resource of the account.
@@ -91,9 +90,6 @@ func New(cfg Config) (*Sender, error) {
 		userAgent:   []string{"crier"},
 		messagesURL: fmt.Sprintf(messagesURLFormat, cfg.AccountSID),
 	}
-	if cfg.RatePerSecond > 0 {
-		s.limiter = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), 1)
-	}
 	return s, nil
 }
 
@@ -101,7 +97,7 @@ func New(cfg Config) (*Sender, error) {
 // Service, asking Twilio to report delivery to m.StatusCallback when it is
 // set, and returns the message SID ("SM…").
 //
-// Send first waits for the rate limiter, then makes one API request bounded
+// Send makes one API request bounded
 // by ctx and Config.RequestTimeout. twilio-go takes no context, so Send
 // gives each call its own HTTP client whose RoundTripper carries ctx into
 // the request; cancelling ctx aborts the request at once. Errors are typed
@@ -118,11 +114,6 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 		return "", &deliver.PermanentError{Err: fmt.Errorf("sms: recipient %s is not an E.164 number", phone.Mask(m.To))}
 	case m.Text == "":
 		return "", &deliver.PermanentError{Err: errors.New("sms: the message has no text")}
-	}
-	if s.limiter != nil {
-		if err := s.limiter.Wait(ctx); err != nil {
-			return "", &deliver.TransientError{Err: fmt.Errorf("sms: waiting for the rate limit: %w", err)}
-		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()

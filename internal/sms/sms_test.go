@@ -394,23 +394,6 @@ func TestSendRequestTimeout(t *testing.T) {
 	checkTyped(t, err, false, "", false, 0)
 }
 
-// TestSendRateLimitHonoursContext: a send that would wait past its deadline
-// for the rate limiter gives up with a transient error instead of waiting.
-func TestSendRateLimitHonoursContext(t *testing.T) {
-	t.Parallel()
-	b := setup(t, func(c *Config) { c.RatePerSecond = 0.001 }) // one per 1000 s
-	if _, err := b.sender.Send(t.Context(), message(testTo)); err != nil {
-		t.Fatalf("first send: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	defer cancel()
-	_, err := b.sender.Send(ctx, message(testTo))
-	checkTyped(t, err, false, "", false, 0)
-	if b.srv.Requests() != 1 {
-		t.Errorf("the paced send reached the server")
-	}
-}
-
 func TestSendRefusesBadMessages(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)

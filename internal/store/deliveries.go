@@ -36,10 +36,12 @@ type Claimed struct {
 	// expired: the worker that held it stopped while sending, and may have
 	// sent it.
 	Reclaimed bool
+	// Priority is the delivery's priority (event.Priority), highest first.
+	Priority int
 }
 
-// Claim leases up to limit deliveries of channel that are due, oldest
-// first, skipping rows other workers hold: queued ones, and those whose
+// Claim leases up to limit deliveries of channel that are due, highest
+// priority first and oldest first within a priority, skipping rows other workers hold: queued ones, and those whose
 // lease expired (their worker died; the failed attempt counts). The lease
 // is owned by owner and expires after lease.
 //
@@ -58,20 +60,25 @@ func (s *Store) Claim(ctx context.Context, channel string, limit int, owner stri
 	for _, set := range claimPlan {
 		b.Queue(set)
 	}
-	b.Queue(claimSQL, channel, limit, owner, lease.Milliseconds(), LeaseExpiredError).Query(func(rows pgx.Rows) error {
-		var err error
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
-			var c Claimed
-			err := r.Scan(&c.ID, &c.EventID, &c.SubscriberID, &c.Channel, &c.Address, &c.Attempt, &c.QueuedAt, &c.ClaimedAt, &c.Reclaimed)
-			return c, err
-		})
-		return err
-	})
+	queueClaim(b, claimSQL, &out, channel, limit, owner, lease.Milliseconds(), LeaseExpiredError)
 	b.Queue(`COMMIT`)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("claim %s deliveries: %w", channel, err)
 	}
 	return out, nil
+}
+
+// queueClaim queues a claim statement on b that collects its rows into out.
+func queueClaim(b *pgx.Batch, sql string, out *[]Claimed, args ...any) {
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		*out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claimed, error) {
+			var c Claimed
+			err := r.Scan(&c.ID, &c.EventID, &c.SubscriberID, &c.Channel, &c.Address, &c.Attempt, &c.QueuedAt, &c.ClaimedAt, &c.Reclaimed, &c.Priority)
+			return c, err
+		})
+		return err
+	})
 }
 
 // claimPlan are the settings of the claim's transaction (see Claim and
@@ -89,25 +96,29 @@ var claimPlan = []string{`SET LOCAL enable_bitmapscan = off`, `SET LOCAL enable_
 // (TestClaimPlanSurvivesAnEmptyAnalyze). A primary-key lookup of a list of
 // ids has one plan whatever the statistics say; the last join only pairs
 // the claimed rows with what picked knew of them.
-const claimSQL = `
+var claimSQL = fmt.Sprintf(claimSQLFormat, "")
+
+// claimSQLFormat is claimSQL with a place for one more CTE, which the
+// paced claim uses to take its tokens (claimPacedSQL).
+const claimSQLFormat = `
 	WITH picked AS MATERIALIZED (
 		SELECT id, state = 'sending' AS expired FROM deliveries
 		WHERE channel = $1 AND next_attempt_at <= now()
 		  AND (state = 'queued' OR (state = 'sending' AND lease_expires_at < now()))
-		ORDER BY next_attempt_at, id
+		ORDER BY priority DESC, next_attempt_at, id
 		LIMIT $2
 		FOR UPDATE SKIP LOCKED
-	), claimed AS (
+	)%s, claimed AS (
 		UPDATE deliveries d
 		SET state = 'sending', attempts = d.attempts + 1, lease_owner = $3,
 		    lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now(),
 		    last_error = CASE WHEN d.state = 'sending' THEN $5 ELSE d.last_error END
 		WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
-		RETURNING d.id, d.event_id, d.subscriber_id, d.channel, d.address, d.attempts, d.queued_at, d.next_attempt_at
+		RETURNING d.id, d.event_id, d.subscriber_id, d.channel, d.address, d.attempts, d.queued_at, d.next_attempt_at, d.priority
 	)
-	SELECT c.id, c.event_id, c.subscriber_id, c.channel, c.address, c.attempts, c.queued_at, now(), p.expired
+	SELECT c.id, c.event_id, c.subscriber_id, c.channel, c.address, c.attempts, c.queued_at, now(), p.expired, c.priority
 	FROM claimed c JOIN picked p USING (id)
-	ORDER BY c.next_attempt_at, c.id`
+	ORDER BY c.priority DESC, c.next_attempt_at, c.id`
 
 // LeaseExpiredError is the last error of a delivery claimed again after its
 // lease expired.

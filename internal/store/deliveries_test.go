@@ -329,7 +329,7 @@ func TestClaimScansTheQueueInOrder(t *testing.T) {
 	ordered := func(p string) bool {
 		// The claimed rows (at most 200) are sorted back into queue order
 		// at the end; no sort of the queue itself.
-		sorts := strings.Count(p, "Sort Key:") - strings.Count(p, "Sort Key: c.next_attempt_at, c.id")
+		sorts := strings.Count(p, "Sort Key:") - strings.Count(p, "Sort Key: c.priority DESC, c.next_attempt_at, c.id")
 		return strings.Contains(p, "Index Scan using deliveries_ready") && sorts == 0 && !strings.Contains(p, "Bitmap")
 	}
 	if p := plan(nil); ordered(p) {

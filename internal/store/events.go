@@ -104,13 +104,36 @@ func (s *Store) IngestChunked(ctx context.Context, ev event.Event, raw []byte, s
 		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
 	}
 	defer unlock()
-	if err := s.fanOutChunks(ctx, ev, chunkRanges(lo, hi, chunk), fresh, &res); err != nil {
+	prio, err := s.priority(ctx, ev)
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
+	}
+	if err := s.fanOutChunks(ctx, ev, prio, chunkRanges(lo, hi, chunk), fresh, &res); err != nil {
 		return IngestResult{}, fmt.Errorf("ingest event %q: %w", ev.ID, err)
 	}
 	if _, err := s.pool.Exec(ctx, `UPDATE events SET fanned_out_at = now() WHERE id = $1`, ev.ID); err != nil {
 		return IngestResult{}, fmt.Errorf("ingest event %q: mark fanned out: %w", ev.ID, err)
 	}
 	return res, nil
+}
+
+// priority is the priority of ev's deliveries (event.Priority): for a
+// resolution, the highest of its incident's updates stored so far.
+func (s *Store) priority(ctx context.Context, ev event.Event) (int, error) {
+	p := event.Priority(ev)
+	if !event.RanksWithIncident(ev) {
+		return p, nil
+	}
+	var impacts []string
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT impact), '{}') FROM events WHERE incident_id = $1 AND kind = $2`,
+		ev.IncidentID, event.KindIncident).Scan(&impacts)
+	if err != nil {
+		return 0, fmt.Errorf("incident's highest impact: %w", err)
+	}
+	for _, imp := range impacts {
+		p = max(p, event.ImpactPriority(imp))
+	}
+	return p, nil
 }
 
 // idRange is a fan-out chunk: the subscriber ids [from, to).
@@ -148,7 +171,7 @@ const ConnsPerFanOut = 1 + fanOutParallel
 // one meets deliveries that another process made meanwhile. It stops at
 // the first error; the chunks committed by then stay (a later Ingest
 // resumes).
-func (s *Store) fanOutChunks(ctx context.Context, ev event.Event, chunks []idRange, fresh bool, res *IngestResult) error {
+func (s *Store) fanOutChunks(ctx context.Context, ev event.Event, prio int, chunks []idRange, fresh bool, res *IngestResult) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var resume atomic.Bool
@@ -159,7 +182,7 @@ func (s *Store) fanOutChunks(ctx context.Context, ev event.Event, chunks []idRan
 	for range min(fanOutParallel, len(chunks)) {
 		wg.Go(func() {
 			for r := range next {
-				chunk, err := s.fanOutChunk(ctx, ev, r, &resume)
+				chunk, err := s.fanOutChunk(ctx, ev, prio, r, &resume)
 				if err != nil {
 					cancel(err)
 					continue // drain: the feeder stops at the cancellation
@@ -188,12 +211,12 @@ feed:
 // deliveries that exist (another process fanned out part of this event
 // meanwhile: JetStream redelivered it while this one was slow), it sets
 // resume, for this chunk and every later one.
-func (s *Store) fanOutChunk(ctx context.Context, ev event.Event, r idRange, resume *atomic.Bool) (IngestResult, error) {
+func (s *Store) fanOutChunk(ctx context.Context, ev event.Event, prio int, r idRange, resume *atomic.Bool) (IngestResult, error) {
 	for {
 		skipExisting := resume.Load()
 		chunk := IngestResult{Queued: map[string]int64{}, Superseded: map[string]int64{}, Chunks: 1}
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			return fanOut(ctx, tx, ev, r.from, r.to, skipExisting, &chunk)
+			return fanOut(ctx, tx, ev, prio, r.from, r.to, skipExisting, &chunk)
 		})
 		if err != nil && !skipExisting && isUniqueViolation(err) {
 			resume.Store(true)
@@ -251,7 +274,8 @@ func (s *Store) lockIncident(ctx context.Context, incidentID string) (unlock fun
 
 // fanOutSQL expands the event's components through the tree (the key itself,
 // its ancestors and its descendants), finds every subscriber of any of those
-// keys, and inserts one delivery per confirmed, not opted-out channel. $5
+// keys, and inserts one delivery of priority $8 per confirmed, not
+// opted-out channel. $5
 // decides the initial state: when a newer update of the incident has already
 // been fanned out, a row whose (subscriber, channel) received that newer
 // update starts superseded.
@@ -262,10 +286,10 @@ WITH keys AS (
 		SELECT 1 FROM unnest($4::text[]) AS e(k)
 		WHERE c.key = e.k OR starts_with(e.k, c.key || '/') OR starts_with(c.key, e.k || '/'))
 ), ins AS (
-	INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state, next_attempt_at)
+	INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state, next_attempt_at, priority)
 	SELECT $1, $2, $3, s.id, ch.channel, ch.address,
 	       CASE WHEN st.stale THEN 'superseded' ELSE 'queued' END,
-	       CASE WHEN st.stale THEN NULL ELSE now() END
+	       CASE WHEN st.stale THEN NULL ELSE now() END, $8
 	FROM subscribers s
 	CROSS JOIN LATERAL (VALUES
 		('email', s.email, s.email_confirmed_at, s.email_opted_out_at),
@@ -308,7 +332,7 @@ WHERE n.id BETWEEN $5 AND $6 AND n.event_id = $1 AND n.state = 'queued'
   AND d.subscriber_id = n.subscriber_id AND d.channel = n.channel
   AND d.occurred_at <= n.occurred_at`
 
-func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, resume bool, res *IngestResult) error {
+func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, prio int, from, to int64, resume bool, res *IngestResult) error {
 	// The incident's lock is held by Ingest (lockIncident).
 	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, fanOutLock)
 	if err != nil {
@@ -326,7 +350,7 @@ func fanOut(ctx context.Context, tx pgx.Tx, ev event.Event, from, to int64, resu
 	if resume {
 		insert = fanOutResume
 	}
-	rows, err := tx.Query(ctx, insert, ev.ID, ev.IncidentID, ev.OccurredAt, ev.Components, newer, from, to)
+	rows, err := tx.Query(ctx, insert, ev.ID, ev.IncidentID, ev.OccurredAt, ev.Components, newer, from, to, prio)
 	if err != nil {
 		return fmt.Errorf("fan out: %w", err)
 	}

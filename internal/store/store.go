@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,7 +36,8 @@ const NotifyChannel = "crier_deliveries"
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	takes atomic.Uint64 // TakeToken calls, for forgetting full buckets
 }
 
 // Open connects to PostgreSQL and checks the connection.

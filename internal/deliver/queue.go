@@ -1,0 +1,121 @@
+package deliver
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/crier-dev/crier/internal/store"
+)
+
+// jobQueue holds what a worker has claimed and not yet handed to a sender,
+// highest priority first and in claim order within a priority, so that a
+// critical delivery claimed after hundreds of routine ones is the next to
+// go, not the last. Its room is bounded: a claimer reserves room for a
+// whole claim before making it, so nothing claimed waits in the claimer's
+// hands, and the next claim, which will take whatever critical delivery
+// is due, is made as soon as one claim's worth has gone out.
+type jobQueue struct {
+	room  chan struct{} // one per place reserved or held
+	ready chan struct{} // one per job in the heap
+	mu    sync.Mutex
+	jobs  jobHeap
+	seq   uint64
+}
+
+func newJobQueue(size int) *jobQueue {
+	return &jobQueue{room: make(chan struct{}, size), ready: make(chan struct{}, size)}
+}
+
+// reserve waits for room for n jobs. It returns how many places it
+// reserved: n, or fewer when ctx ended first.
+func (q *jobQueue) reserve(ctx context.Context, n int) int {
+	for i := range n {
+		select {
+		case q.room <- struct{}{}:
+		case <-ctx.Done():
+			return i
+		}
+	}
+	return n
+}
+
+// unreserve gives back n reserved places that no job took.
+func (q *jobQueue) unreserve(n int) {
+	for range n {
+		<-q.room
+	}
+}
+
+// push adds claimed deliveries into places reserved for them.
+func (q *jobQueue) push(ds []store.Claimed) {
+	now := time.Now()
+	q.mu.Lock()
+	for _, d := range ds {
+		q.seq++
+		heap.Push(&q.jobs, queued{job: job{d: d, start: now}, seq: q.seq})
+	}
+	q.mu.Unlock()
+	for range ds {
+		q.ready <- struct{}{}
+	}
+}
+
+// pop waits for the first job. It returns false once the queue is closed
+// and empty.
+func (q *jobQueue) pop() (job, bool) {
+	if _, ok := <-q.ready; !ok {
+		return job{}, false
+	}
+	return q.take(), true
+}
+
+// tryPop returns the first job if one is waiting.
+func (q *jobQueue) tryPop() (job, bool) {
+	select {
+	case _, ok := <-q.ready:
+		if !ok {
+			return job{}, false
+		}
+		return q.take(), true
+	default:
+		return job{}, false
+	}
+}
+
+func (q *jobQueue) take() job {
+	q.mu.Lock()
+	j := heap.Pop(&q.jobs).(queued).job
+	q.mu.Unlock()
+	<-q.room
+	return j
+}
+
+// close ends the queue once no more jobs will be pushed: pop drains what
+// is left, then reports the end.
+func (q *jobQueue) close() { close(q.ready) }
+
+type queued struct {
+	job
+	seq uint64
+}
+
+// jobHeap orders jobs by priority, highest first, then by arrival.
+type jobHeap []queued
+
+func (h jobHeap) Len() int { return len(h) }
+func (h jobHeap) Less(i, j int) bool {
+	if h[i].d.Priority != h[j].d.Priority {
+		return h[i].d.Priority > h[j].d.Priority
+	}
+	return h[i].seq < h[j].seq
+}
+func (h jobHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *jobHeap) Push(x any)   { *h = append(*h, x.(queued)) }
+func (h *jobHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
