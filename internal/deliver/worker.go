@@ -279,7 +279,10 @@ func (w *Worker) claimLoop(ctx, hard context.Context, jobs *jobQueue) {
 		case paced > 0:
 			// The pace, not the queue, ended the claim: wait for the
 			// next token, however many deliveries are woken meanwhile.
-			w.pause(ctx, max(paced, minPacedWait))
+			// The jitter keeps processes from falling into step, one
+			// always claiming just before another and taking it all.
+			jitter := time.Duration(mrand.Int64N(int64(minPacedWait)))
+			w.pause(ctx, max(paced, minPacedWait/2)+jitter)
 		case len(batch) == 0:
 			w.sleep(ctx, poll.C)
 		}
@@ -289,8 +292,9 @@ func (w *Worker) claimLoop(ctx, hard context.Context, jobs *jobQueue) {
 	}
 }
 
-// minPacedWait is the shortest wait between two claims of a paced channel:
-// fast paces take several tokens a claim rather than one claim per token.
+// minPacedWait is about the shortest wait between two claims of a paced
+// channel (half of it, plus up to all of it at random): fast paces take
+// several tokens a claim rather than one claim per token.
 const minPacedWait = 50 * time.Millisecond
 
 // claim claims up to limit deliveries, from the deployment's bucket when

@@ -57,7 +57,10 @@ type loginView struct {
 }
 
 func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
-	if !a.signInClient.allow(clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()) {
+	if ok, err := a.signInClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()); err != nil {
+		a.unavailable(w, r, err)
+		return
+	} else if !ok {
 		a.d.Log.WarnContext(r.Context(), "admin sign-in rate-limited")
 		w.Header().Set("Retry-After", "60")
 		a.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Error: "Too many attempts: wait a minute and try again."})

@@ -77,10 +77,29 @@ import (
 )
 
 // Limit is a token bucket: Burst requests at once, then one per Every.
+// Every limit holds for the whole deployment, however many processes
+// serve the pages (see limiter).
 type Limit struct {
 	Every time.Duration
 	Burst int
 }
+
+// Default abuse limits. A bucket of Burst regained over Burst×Every:
+//   - subscribe requests per client address: 10, then one a minute;
+//   - subscribe requests per phone number and per email address: 3, then
+//     one every 10 minutes;
+//   - texted codes per client address: 10 per 4 hours (one every 24
+//     minutes), as Statuspage allows SMS subscriptions per IP: the defence
+//     against SMS pumping, which costs the sender per text;
+//   - code entries per client address: 20, then one every 10 seconds;
+//   - admin sign-in attempts per client address: 10, then one every 30 s.
+var (
+	DefaultSubscribePerClient  = Limit{Every: time.Minute, Burst: 10}
+	DefaultSubscribePerAddress = Limit{Every: 10 * time.Minute, Burst: 3}
+	DefaultSMSPerClient        = Limit{Every: 24 * time.Minute, Burst: 10}
+	DefaultVerifyPerClient     = Limit{Every: 10 * time.Second, Burst: 20}
+	DefaultSignInPerClient     = Limit{Every: 30 * time.Second, Burst: 10}
+)
 
 // Config configures the API and the pages. Zero fields take the defaults
 // documented on each field (see WithDefaults).
@@ -114,20 +133,17 @@ type Config struct {
 	// SendTimeout bounds sending one confirmation message (default 20s).
 	SendTimeout time.Duration
 
-	// SubscribePerClient limits subscribe requests per client address
-	// (default 10 at once, then one a minute). SubscribePerAddress limits
-	// them per phone number and per email address (default 3, then one
-	// every 10 minutes), so the page cannot be used to pump texts.
+	// SubscribePerClient limits subscribe requests per client address,
+	// SubscribePerAddress per phone number and per email address, and
+	// SMSPerClient the texted codes per client address, so the page cannot
+	// be used to pump texts. VerifyPerClient limits code entries per client
+	// address, SignInPerClient admin sign-in attempts. Zero fields take the
+	// Default* limits.
 	SubscribePerClient  Limit
 	SubscribePerAddress Limit
-	// VerifyPerClient limits code entries per client address (default 20,
-	// then one every 10s); SignInPerClient limits admin sign-in attempts
-	// (default 10, then one every 30s).
-	VerifyPerClient Limit
-	SignInPerClient Limit
-	// LimiterKeys bounds the keys each rate limiter remembers (default
-	// 10000); the least recently seen is forgotten first.
-	LimiterKeys int
+	SMSPerClient        Limit
+	VerifyPerClient     Limit
+	SignInPerClient     Limit
 	// ClientIPHeader, when set, names a header set by a trusted reverse
 	// proxy holding the client address (the last entry of a list is used,
 	// as X-Forwarded-For appends). Empty means the connection's address.
@@ -163,21 +179,19 @@ func (c Config) WithDefaults() Config {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = subscriber.DefaultSendTimeout
 	}
-	def := func(l *Limit, every time.Duration, burst int) {
+	def := func(l *Limit, d Limit) {
 		if l.Every <= 0 {
-			l.Every = every
+			l.Every = d.Every
 		}
 		if l.Burst <= 0 {
-			l.Burst = burst
+			l.Burst = d.Burst
 		}
 	}
-	def(&c.SubscribePerClient, time.Minute, 10)
-	def(&c.SubscribePerAddress, 10*time.Minute, 3)
-	def(&c.VerifyPerClient, 10*time.Second, 20)
-	def(&c.SignInPerClient, 30*time.Second, 10)
-	if c.LimiterKeys <= 0 {
-		c.LimiterKeys = 10000
-	}
+	def(&c.SubscribePerClient, DefaultSubscribePerClient)
+	def(&c.SubscribePerAddress, DefaultSubscribePerAddress)
+	def(&c.SMSPerClient, DefaultSMSPerClient)
+	def(&c.VerifyPerClient, DefaultVerifyPerClient)
+	def(&c.SignInPerClient, DefaultSignInPerClient)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -222,10 +236,11 @@ type API struct {
 	// intake admits published events, as the fan-out consumer does.
 	intake *intake.Intake
 
-	subscribeClient  *keyedLimiter
-	subscribeAddress *keyedLimiter
-	verifyClient     *keyedLimiter
-	signInClient     *keyedLimiter
+	subscribeClient  *limiter
+	subscribeAddress *limiter
+	smsClient        *limiter
+	verifyClient     *limiter
+	signInClient     *limiter
 
 	apiTokenHashes [][32]byte
 }
@@ -252,10 +267,11 @@ func New(cfg Config, d Deps) (*API, error) {
 		d:                d,
 		pages:            pages,
 		cop:              http.NewCrossOriginProtection(),
-		subscribeClient:  newKeyedLimiter(cfg.SubscribePerClient, cfg.LimiterKeys),
-		subscribeAddress: newKeyedLimiter(cfg.SubscribePerAddress, cfg.LimiterKeys),
-		verifyClient:     newKeyedLimiter(cfg.VerifyPerClient, cfg.LimiterKeys),
-		signInClient:     newKeyedLimiter(cfg.SignInPerClient, cfg.LimiterKeys),
+		subscribeClient:  newLimiter("subscribe-client", cfg.SubscribePerClient, d.Store, d.Signer),
+		subscribeAddress: newLimiter("subscribe-address", cfg.SubscribePerAddress, d.Store, d.Signer),
+		smsClient:        newLimiter("sms-client", cfg.SMSPerClient, d.Store, d.Signer),
+		verifyClient:     newLimiter("verify-client", cfg.VerifyPerClient, d.Store, d.Signer),
+		signInClient:     newLimiter("signin-client", cfg.SignInPerClient, d.Store, d.Signer),
 		apiTokenHashes:   hashTokens(cfg.APITokens),
 		intake:           intake.New(d.Store, d.Metrics, cfg.Now),
 	}

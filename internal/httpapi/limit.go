@@ -1,72 +1,45 @@
 package httpapi
 
 import (
-	"container/list"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/token"
 )
 
-// keyedLimiter is a set of token buckets, one per key (a client address, a
-// phone number), in this process's memory. It remembers at most max keys
-// and forgets the least recently seen first: a forgotten key starts again
-// with a full bucket, so the bound trades memory for strictness under a
-// flood of distinct keys.
-type keyedLimiter struct {
-	limit rate.Limit
-	burst int
-	max   int
-
-	mu    sync.Mutex
-	order *list.List // of *bucket, most recently seen at the front
-	byKey map[string]*list.Element
+// limiter is one abuse limit of the pages (a Limit per client address,
+// per phone number, ...), kept in token buckets in PostgreSQL that every
+// crier process of the deployment shares (store.TakeToken), so that
+// running more processes does not multiply it. Keys are stored as keyed
+// pseudonyms (token.Signer.Pseudonym): rate_buckets holds neither
+// addresses nor numbers, and forgets a key once its bucket is full again.
+type limiter struct {
+	name   string
+	every  float64 // tokens per second
+	burst  float64
+	store  *store.Store
+	signer *token.Signer
 }
 
-type bucket struct {
-	key string
-	lim *rate.Limiter
-}
-
-func newKeyedLimiter(l Limit, max int) *keyedLimiter {
-	return &keyedLimiter{
-		limit: rate.Every(l.Every),
-		burst: l.Burst,
-		max:   max,
-		order: list.New(),
-		byKey: map[string]*list.Element{},
-	}
+func newLimiter(name string, l Limit, st *store.Store, signer *token.Signer) *limiter {
+	return &limiter{name: name, every: 1 / l.Every.Seconds(), burst: float64(l.Burst), store: st, signer: signer}
 }
 
 // allow takes a token from key's bucket at now and reports whether there
 // was one.
-func (k *keyedLimiter) allow(key string, now time.Time) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	el, ok := k.byKey[key]
-	if ok {
-		k.order.MoveToFront(el)
-	} else {
-		for k.order.Len() >= k.max {
-			oldest := k.order.Back()
-			k.order.Remove(oldest)
-			delete(k.byKey, oldest.Value.(*bucket).key)
-		}
-		el = k.order.PushFront(&bucket{key: key, lim: rate.NewLimiter(k.limit, k.burst)})
-		k.byKey[key] = el
+func (l *limiter) allow(ctx context.Context, key string, now time.Time) (bool, error) {
+	pace := store.Pace{Bucket: "limit:" + l.name + ":" + l.signer.Pseudonym("limit:"+l.name, key), PerSecond: l.every, Burst: l.burst}
+	ok, err := l.store.TakeToken(ctx, pace, now)
+	if err != nil {
+		return false, fmt.Errorf("rate limit %s: %w", l.name, err)
 	}
-	return el.Value.(*bucket).lim.AllowN(now, 1)
-}
-
-// len returns the number of keys remembered.
-func (k *keyedLimiter) len() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.order.Len()
+	return ok, nil
 }
 
 // clientKey is the rate-limiting key of a request's client: its IP address,

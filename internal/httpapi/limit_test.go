@@ -1,57 +1,9 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http/httptest"
 	"testing"
-	"time"
 )
-
-func TestKeyedLimiter(t *testing.T) {
-	t.Parallel()
-	start := time.Date(2025, 11, 10, 13, 35, 0, 0, time.UTC)
-	l := newKeyedLimiter(Limit{Every: time.Minute, Burst: 3}, 100)
-	for i := range 3 {
-		if !l.allow("a", start) {
-			t.Fatalf("request %d refused within the burst", i+1)
-		}
-	}
-	if l.allow("a", start) {
-		t.Fatal("fourth request allowed")
-	}
-	if !l.allow("b", start) {
-		t.Fatal("another key is limited too")
-	}
-	if l.allow("a", start.Add(59*time.Second)) {
-		t.Fatal("refilled too early")
-	}
-	if !l.allow("a", start.Add(61*time.Second)) {
-		t.Fatal("not refilled after a minute")
-	}
-}
-
-func TestKeyedLimiterIsBounded(t *testing.T) {
-	t.Parallel()
-	now := time.Now()
-	l := newKeyedLimiter(Limit{Every: time.Hour, Burst: 1}, 10)
-	l.allow("keep", now)
-	for i := range 1000 {
-		l.allow(fmt.Sprint(i), now)
-		if i%3 == 0 {
-			l.allow("keep", now) // recently seen: never the oldest
-		}
-		if n := l.len(); n > 10 {
-			t.Fatalf("%d keys remembered, bound is 10", n)
-		}
-	}
-	if l.allow("keep", now) {
-		t.Fatal("a key in frequent use was forgotten (its empty bucket refilled)")
-	}
-	// A forgotten key starts afresh.
-	if !l.allow("0", now) {
-		t.Fatal("the oldest key was not forgotten")
-	}
-}
 
 func TestClientKey(t *testing.T) {
 	t.Parallel()

@@ -88,6 +88,16 @@ func (a *API) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	})
 }
 
+// limited answers a request refused by a rate limit, or whose limit could
+// not be checked (err): 503, as for any failure of the database.
+func (a *API) limited(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	a.tooMany(w, r)
+}
+
 func (a *API) tooMany(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "600")
 	a.renderMessage(w, r, http.StatusTooManyRequests, message{

@@ -60,9 +60,11 @@ func (a *API) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	if !a.subscribeClient.allow(clientKey(r, a.cfg.ClientIPHeader), now) {
-		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "client")
-		a.tooMany(w, r)
+	if ok, err := a.subscribeClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), now); err != nil || !ok {
+		if err == nil {
+			a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "client")
+		}
+		a.limited(w, r, err)
 		return
 	}
 	catalog, err := a.d.Store.ListComponents(r.Context())
@@ -91,8 +93,8 @@ func (a *API) subscribe(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, r, err)
 		return
 	}
-	if !a.addressAllowed(r, req, now) {
-		a.tooMany(w, r)
+	if ok, err := a.addressAllowed(r, req, now); err != nil || !ok {
+		a.limited(w, r, err)
 		return
 	}
 	res, err := a.subs.Subscribe(r.Context(), req)
@@ -146,19 +148,37 @@ func componentsProblem(fe *subscriber.FieldError, none string) string {
 	return "A service you chose no longer exists: choose again"
 }
 
-// addressAllowed applies the per-address rate limit, after validation and
+// addressAllowed applies the per-address rate limits, after validation and
 // whether or not the address is known: a number (a premium one, say)
-// cannot be texted more than a few times.
-func (a *API) addressAllowed(r *http.Request, req subscriber.Details, now time.Time) bool {
-	if req.Phone != "" && !a.subscribeAddress.allow("sms:"+req.Phone, now) {
-		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "phone", "phone", phone.Mask(req.Phone))
-		return false
+// cannot be texted more than a few times, and one client cannot have many
+// numbers texted.
+func (a *API) addressAllowed(r *http.Request, req subscriber.Details, now time.Time) (bool, error) {
+	ctx := r.Context()
+	if req.Phone != "" {
+		ok, err := a.smsClient.allow(ctx, clientKey(r, a.cfg.ClientIPHeader), now)
+		if err != nil || !ok {
+			if err == nil {
+				a.d.Log.WarnContext(ctx, "subscribe rate-limited", "limit", "sms-client")
+			}
+			return false, err
+		}
+		if ok, err = a.subscribeAddress.allow(ctx, "sms:"+req.Phone, now); err != nil || !ok {
+			if err == nil {
+				a.d.Log.WarnContext(ctx, "subscribe rate-limited", "limit", "phone", "phone", phone.Mask(req.Phone))
+			}
+			return false, err
+		}
 	}
-	if req.Email != "" && !a.subscribeAddress.allow("email:"+strings.ToLower(req.Email), now) {
-		a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "email", "email", redact.Email(req.Email))
-		return false
+	if req.Email != "" {
+		ok, err := a.subscribeAddress.allow(ctx, "email:"+strings.ToLower(req.Email), now)
+		if err != nil || !ok {
+			if err == nil {
+				a.d.Log.WarnContext(ctx, "subscribe rate-limited", "limit", "email", "email", redact.Email(req.Email))
+			}
+			return false, err
+		}
 	}
-	return true
+	return true, nil
 }
 
 // renderSent shows where the confirmations went: 200 when at least one
@@ -215,8 +235,8 @@ func (a *API) verifyCode(w http.ResponseWriter, r *http.Request) {
 		a.renderMessage(w, r, http.StatusBadRequest, message{Heading: "The form could not be read", Text: []string{"Please go back and try again."}})
 		return
 	}
-	if !a.verifyClient.allow(clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()) {
-		a.tooMany(w, r)
+	if ok, err := a.verifyClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()); err != nil || !ok {
+		a.limited(w, r, err)
 		return
 	}
 	num := r.PostFormValue("phone")

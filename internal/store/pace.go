@@ -102,18 +102,20 @@ func (s *Store) ClaimPaced(ctx context.Context, channel string, limit int, owner
 // about as large as the number of clients seen within one refill.
 const forgetEvery = 256
 
-// TakeToken takes one token from pace's bucket, creating it full if it does
-// not exist, and reports whether there was one. It is one statement: the
-// abuse limits of the public pages use it per client address or phone
-// number, for every process of the deployment at once.
-func (s *Store) TakeToken(ctx context.Context, pace Pace) (bool, error) {
+// TakeToken takes one token from pace's bucket at time at, creating the
+// bucket full if it does not exist, and reports whether there was one. It
+// is one statement: the abuse limits of the public pages use it per client
+// address or phone number, for every process of the deployment at once.
+// The time comes from the caller (processes' clocks agree to well within
+// the minutes these limits count in), so that tests can move it.
+func (s *Store) TakeToken(ctx context.Context, pace Pace, at time.Time) (bool, error) {
 	if s.takes.Add(1)%forgetEvery == 0 {
-		if _, err := s.pool.Exec(ctx, forgetFullSQL); err != nil {
+		if _, err := s.pool.Exec(ctx, forgetFullSQL, at); err != nil {
 			return false, fmt.Errorf("forget full buckets: %w", err)
 		}
 	}
 	var left float64
-	err := s.pool.QueryRow(ctx, takeTokenSQL, pace.Bucket, pace.PerSecond, pace.Burst).Scan(&left)
+	err := s.pool.QueryRow(ctx, takeTokenSQL, pace.Bucket, pace.PerSecond, pace.Burst, at).Scan(&left)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
@@ -124,19 +126,18 @@ func (s *Store) TakeToken(ctx context.Context, pace Pace) (bool, error) {
 }
 
 // takeTokenSQL takes a token of bucket $1 (refilled at $2 per second up to
-// $3) if it has one; it returns no row when it has none.
+// $3) at time $4 if it has one; it returns no row when it has none.
 const takeTokenSQL = `
-	WITH now AS (SELECT clock_timestamp() AS t)
 	INSERT INTO rate_buckets AS b (name, tokens, refilled_at, full_at)
-	SELECT $1, $3::float8 - 1, t, t + interval '1 second' / $2::float8 FROM now
+	VALUES ($1, $3::float8 - 1, $4, $4::timestamptz + interval '1 second' / $2::float8)
 	ON CONFLICT (name) DO UPDATE
-	SET tokens = least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM excluded.refilled_at - b.refilled_at))) - 1,
-	    refilled_at = excluded.refilled_at,
-	    full_at = excluded.refilled_at + interval '1 second' / $2::float8 *
-	              ($3::float8 - least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM excluded.refilled_at - b.refilled_at))) + 1)
-	WHERE least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM excluded.refilled_at - b.refilled_at))) >= 1
+	SET tokens = least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM $4::timestamptz - b.refilled_at))) - 1,
+	    refilled_at = greatest($4::timestamptz, b.refilled_at),
+	    full_at = greatest($4::timestamptz, b.refilled_at) + interval '1 second' / $2::float8 *
+	              ($3::float8 + 1 - least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM $4::timestamptz - b.refilled_at))))
+	WHERE least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch FROM $4::timestamptz - b.refilled_at))) >= 1
 	RETURNING tokens`
 
-// forgetFullSQL deletes the buckets that are full again: a missing bucket
-// is a full one.
-const forgetFullSQL = `DELETE FROM rate_buckets WHERE full_at < clock_timestamp()`
+// forgetFullSQL deletes the buckets that are full again at time $1: a
+// missing bucket is a full one.
+const forgetFullSQL = `DELETE FROM rate_buckets WHERE full_at < $1`

@@ -157,9 +157,10 @@ func TestTakeTokenSharesTheBucket(t *testing.T) {
 		stores[i] = st
 	}
 	pace := store.Pace{Bucket: "test:198.51.100.7", PerSecond: 5, Burst: 3}
+	now := time.Now()
 	take := func(st *store.Store, p store.Pace) bool {
 		t.Helper()
-		ok, err := st.TakeToken(context.Background(), p)
+		ok, err := st.TakeToken(context.Background(), p, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,11 +179,20 @@ func TestTakeTokenSharesTheBucket(t *testing.T) {
 	if !take(stores[1], other) {
 		t.Error("another key's bucket was empty")
 	}
-	time.Sleep(250 * time.Millisecond) // 5 a second: one token after 200ms
+	now = now.Add(250 * time.Millisecond) // 5 a second: one token after 200ms
 	if !take(stores[1], pace) {
 		t.Error("no token after the refill time")
 	}
 	if take(stores[0], pace) {
 		t.Error("two tokens after one refill time")
+	}
+	// A full bucket is forgotten: it says nothing a missing one does not.
+	now = now.Add(time.Hour)
+	for range 256 {
+		take(stores[0], other)
+	}
+	var n int
+	if err := stores[0].Pool().QueryRow(context.Background(), `SELECT count(*) FROM rate_buckets WHERE name = $1`, pace.Bucket).Scan(&n); err != nil || n != 0 {
+		t.Errorf("a bucket full for an hour is still stored (%d, %v)", n, err)
 	}
 }

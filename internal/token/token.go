@@ -128,3 +128,17 @@ func UnsubscribePurpose(channel string) string {
 	}
 	return PurposeUnsubscribeEmail
 }
+
+// Pseudonym returns a keyed hash of value for purpose: the same for the same
+// key, purpose and value, and no clue to the value without the key. Rate
+// limits store it instead of a client's address or phone number.
+func (s *Signer) Pseudonym(purpose, value string) string {
+	m := s.macs.Get().(*macState)
+	defer s.macs.Put(m)
+	m.h.Reset()
+	m.in = append(append(append(m.in[:0], "pseudonym:"...), purpose...), 0)
+	m.in = append(m.in, value...)
+	m.h.Write(m.in)
+	m.hash = m.h.Sum(m.hash[:0])
+	return base64.RawURLEncoding.EncodeToString(m.hash[:18])
+}

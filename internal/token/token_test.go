@@ -100,3 +100,25 @@ func TestTokensAreStable(t *testing.T) {
 		}
 	}
 }
+
+func TestPseudonym(t *testing.T) {
+	s, _ := NewSigner(bytes.Repeat([]byte{7}, 32))
+	other, _ := NewSigner(bytes.Repeat([]byte{8}, 32))
+	p := s.Pseudonym("sms", "+447400123456")
+	if p != s.Pseudonym("sms", "+447400123456") {
+		t.Error("not stable")
+	}
+	for name, q := range map[string]string{
+		"other value":   s.Pseudonym("sms", "+447400123457"),
+		"other purpose": s.Pseudonym("email", "+447400123456"),
+		"other key":     other.Pseudonym("sms", "+447400123456"),
+		"shifted":       s.Pseudonym("sms+", "447400123456"),
+	} {
+		if q == p {
+			t.Errorf("%s: same pseudonym %s", name, p)
+		}
+	}
+	if strings.Contains(p, "7400") || len(p) != 24 {
+		t.Errorf("pseudonym %q", p)
+	}
+}

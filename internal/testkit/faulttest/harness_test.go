@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,6 +329,8 @@ type sinks struct {
 	mu    sync.Mutex
 	email map[string]int // by lower-cased RCPT TO
 	sms   map[string]int // by To
+	// emailAt and smsAt are when each message arrived.
+	emailAt, smsAt []time.Time
 }
 
 func newSinks(t *testing.T, keep, auth bool) *sinks {
@@ -337,6 +340,7 @@ func newSinks(t *testing.T, keep, auth bool) *sinks {
 		defer s.mu.Unlock()
 		for _, to := range m.To {
 			s.email[strings.ToLower(to)]++
+			s.emailAt = append(s.emailAt, time.Now())
 		}
 		return nil
 	})}
@@ -353,6 +357,7 @@ func newSinks(t *testing.T, keep, auth bool) *sinks {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.sms[to]++
+		s.smsAt = append(s.smsAt, time.Now())
 		return nil
 	})
 	return s
@@ -391,6 +396,16 @@ func (r tally) dups() int { return r.dupEmail + r.dupSMS }
 func (r tally) String() string {
 	return fmt.Sprintf("emails %d (missing %d, extra %d), texts %d (missing %d, extra %d)",
 		r.emails, r.missingEmail, r.dupEmail, r.texts, r.missingSMS, r.dupSMS)
+}
+
+// arrivals returns a copy of the arrival times of the channel's messages.
+func (s *sinks) arrivals(channel string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if channel == "email" {
+		return slices.Clone(s.emailAt)
+	}
+	return slices.Clone(s.smsAt)
 }
 
 // totalAccepted is the number of messages the sinks accepted, whoever for.

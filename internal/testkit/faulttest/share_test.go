@@ -17,8 +17,9 @@ func TestThreeProcessesShareOneEvent(t *testing.T) {
 	const subscribers = 1500
 	w := newWorld(t, worldOptions{})
 	subs := w.addSubscribers(subscribers, "emar")
-	// Each process is paced so that none can take the whole event alone
-	// before the others claim.
+	// The deployment is paced so that no process can take the whole event
+	// alone before the others claim: each claim takes at most one second's
+	// worth of the shared bucket, and the processes' claims interleave.
 	env := map[string]string{"CRIER_EMAIL_RATE": "150", "CRIER_SMS_RATE": "150"}
 	procs := make([]*proc, 3)
 	for i := range procs {
