@@ -21,6 +21,7 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/fanout"
+	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/sms"
@@ -52,8 +53,8 @@ type Config struct {
 	// the subscribe page's rate limits key on. Empty: the peer address.
 	ClientIPHeader string
 
-	EmailRate       float64       // CRIER_EMAIL_RATE, emails per second per process; 0 = unlimited
-	SMSRate         float64       // CRIER_SMS_RATE, texts per second per process; default 10
+	EmailRate       float64       // CRIER_EMAIL_RATE, emails per second for the whole deployment; 0 = unlimited
+	SMSRate         float64       // CRIER_SMS_RATE, texts per second for the whole deployment; default 10
 	SMSMaxSegments  int           // CRIER_SMS_MAX_SEGMENTS, default 2
 	MaxAttempts     int           // CRIER_MAX_ATTEMPTS, default 8
 	MaxAge          time.Duration // CRIER_MAX_AGE, default 1h
@@ -69,6 +70,15 @@ type Config struct {
 	LogLevel        string        // CRIER_LOG_LEVEL: debug, info (default), warn, error
 	FanoutWorkers   int           // CRIER_FANOUT_WORKERS, default 4
 	DeliveryWorkers int           // CRIER_DELIVERY_WORKERS, senders per channel, default 32
+
+	// Abuse limits of the public pages, for the whole deployment, each
+	// "BURST/WINDOW": up to BURST at once, regained evenly over WINDOW
+	// (defaults: httpapi.Default*).
+	LimitSubscribeClient  httpapi.Limit // CRIER_LIMIT_SUBSCRIBE_CLIENT, subscribe requests per client address, default 10/10m
+	LimitSubscribeAddress httpapi.Limit // CRIER_LIMIT_SUBSCRIBE_ADDRESS, per phone number and per email address, default 3/30m
+	LimitSMSClient        httpapi.Limit // CRIER_LIMIT_SMS_CLIENT, texted codes per client address, default 10/4h
+	LimitCodeClient       httpapi.Limit // CRIER_LIMIT_CODE_CLIENT, code entries per client address, default 20/200s
+	LimitSignInClient     httpapi.Limit // CRIER_LIMIT_SIGNIN_CLIENT, admin sign-in attempts per client address, default 10/5m
 }
 
 // Error is a configuration problem with one variable.
@@ -119,6 +129,12 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:        r.oneOf("CRIER_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		FanoutWorkers:   r.int("CRIER_FANOUT_WORKERS", fanout.DefaultWorkers, 1, 256),
 		DeliveryWorkers: r.int("CRIER_DELIVERY_WORKERS", deliver.DefaultConcurrency, 1, 1024),
+
+		LimitSubscribeClient:  r.limit("CRIER_LIMIT_SUBSCRIBE_CLIENT", httpapi.DefaultSubscribePerClient),
+		LimitSubscribeAddress: r.limit("CRIER_LIMIT_SUBSCRIBE_ADDRESS", httpapi.DefaultSubscribePerAddress),
+		LimitSMSClient:        r.limit("CRIER_LIMIT_SMS_CLIENT", httpapi.DefaultSMSPerClient),
+		LimitCodeClient:       r.limit("CRIER_LIMIT_CODE_CLIENT", httpapi.DefaultVerifyPerClient),
+		LimitSignInClient:     r.limit("CRIER_LIMIT_SIGNIN_CLIENT", httpapi.DefaultSignInPerClient),
 	}
 	c.PublicURL = r.url("CRIER_PUBLIC_URL", "http://"+c.HTTPAddr, "http", "https")
 	if r.err != nil {
@@ -267,6 +283,23 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// limit reads "BURST/WINDOW" (10/4h): BURST requests at once, regained
+// evenly over WINDOW.
+func (r *reader) limit(name string, def httpapi.Limit) httpapi.Limit {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, w, ok := strings.Cut(v, "/")
+	burst, err1 := strconv.Atoi(b)
+	window, err2 := time.ParseDuration(w)
+	if !ok || err1 != nil || err2 != nil || burst < 1 || burst > 1_000_000 || window < time.Second {
+		r.fail(name, "must be BURST/WINDOW, such as 10/4h (10 at once, regained over 4 hours), not %q", v)
+		return def
+	}
+	return httpapi.Limit{Every: window / time.Duration(burst), Burst: burst}
 }
 
 func (r *reader) oneOf(name, def string, allowed ...string) string {

@@ -45,3 +45,29 @@ func TestLeaseAndRetrySettings(t *testing.T) {
 		}
 	}
 }
+
+// TestAbuseLimits: the CRIER_LIMIT_* variables default to httpapi's limits
+// and are read as BURST/WINDOW; a bad one is one error naming it.
+func TestAbuseLimits(t *testing.T) {
+	t.Parallel()
+	c, err := load(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LimitSMSClient.Burst != 10 || c.LimitSMSClient.Every*10 != 4*time.Hour {
+		t.Errorf("default SMS codes per client: %+v, want 10 per 4h", c.LimitSMSClient)
+	}
+	c, err = load(map[string]string{"CRIER_LIMIT_SMS_CLIENT": "5/1h", "CRIER_LIMIT_SIGNIN_CLIENT": "3/90s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LimitSMSClient.Burst != 5 || c.LimitSMSClient.Every != 12*time.Minute || c.LimitSignInClient.Every != 30*time.Second {
+		t.Errorf("set: %+v, %+v", c.LimitSMSClient, c.LimitSignInClient)
+	}
+	for _, v := range []string{"10", "10/", "/4h", "0/1h", "ten/4h", "10/4", "10/100ms"} {
+		_, err := load(map[string]string{"CRIER_LIMIT_CODE_CLIENT": v})
+		if err == nil || !strings.HasPrefix(err.Error(), "CRIER_LIMIT_CODE_CLIENT: must be BURST/WINDOW") {
+			t.Errorf("%q: error %v", v, err)
+		}
+	}
+}

@@ -92,6 +92,12 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		PublicURL:      d.Config.PublicURL,
 		PhoneRegion:    d.Config.PhoneRegion,
 		ClientIPHeader: d.Config.ClientIPHeader,
+
+		SubscribePerClient:  d.Config.LimitSubscribeClient,
+		SubscribePerAddress: d.Config.LimitSubscribeAddress,
+		SMSPerClient:        d.Config.LimitSMSClient,
+		VerifyPerClient:     d.Config.LimitCodeClient,
+		SignInPerClient:     d.Config.LimitSignInClient,
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
 		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log,
