@@ -6,6 +6,8 @@
 // inspects.
 package deliver
 
+import "time"
+
 // Channel names, as stored in deliveries.channel.
 const (
 	ChannelEmail = "email"
@@ -36,4 +38,8 @@ type Message struct {
 
 	// StatusCallback is the URL the SMS provider reports delivery status to.
 	StatusCallback string
+	// Expires is when the delivery's maximum age runs out: a provider that
+	// queues messages drops this one rather than deliver it later (Twilio's
+	// ValidityPeriod). Zero means no limit.
+	Expires time.Time
 }

@@ -388,6 +388,7 @@ func (w *Worker) deliver(ctx, hard context.Context, js []job, out []store.Outcom
 				out[i] = w.failure(ctx, d, out[i], fmt.Errorf("compose: %w", err))
 				break
 			}
+			msg.Expires = d.QueuedAt.Add(w.cfg.MaxAge)
 			msgs, sending = append(msgs, msg), append(sending, i)
 		}
 	}
@@ -548,6 +549,14 @@ func (w *Worker) record(batch []store.Outcome) {
 		<-time.After(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
 	}
 	var sent, retry, failed, released int
+	defer func() {
+		// A provider's report on one of these sends may have come first.
+		if sent > 0 && w.cfg.Channel == ChannelSMS {
+			if _, err := w.store.ApplyKeptStatuses(ctx); err != nil {
+				w.log.WarnContext(ctx, "apply kept provider statuses", "error", err)
+			}
+		}
+	}()
 	for _, o := range batch {
 		switch o.Outcome {
 		case store.OutcomeSent:

@@ -274,3 +274,31 @@ func TestInboundStopStartHelp(t *testing.T) {
 		t.Errorf("an ordinary message opted the sender out")
 	}
 }
+
+// TestStatusCallbackBeforeTheSendIsRecordedIsApplied: Twilio reports
+// "delivered" before it answers the request that created the text, so the
+// report arrives before crier knows the SID. It is kept and applied once
+// the send is recorded: the text ends delivered, not sent.
+func TestStatusCallbackBeforeTheSendIsRecordedIsApplied(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	tw.SetReportFirst("delivered")
+	ev := incidenttest.Updates()[2] // emar, capa
+	c.publish(t, ev)
+	c.waitSettled(t, ev.ID)
+	ctx := context.Background()
+	// Every text Twilio accepted (the others were refused: invalid, opted out).
+	var accepted, delivered int
+	waitFor(t, "the early reports applied", 10*time.Second, func() bool {
+		if err := c.store.Pool().QueryRow(ctx, `
+			SELECT count(*), count(*) FILTER (WHERE state = 'delivered') FROM deliveries
+			WHERE event_id = $1 AND channel = 'sms' AND provider_id IS NOT NULL`, ev.ID).Scan(&accepted, &delivered); err != nil {
+			t.Fatal(err)
+		}
+		return accepted > 0 && delivered == accepted
+	})
+	var kept int
+	if err := c.store.Pool().QueryRow(ctx, `SELECT count(*) FROM provider_reports`).Scan(&kept); err != nil || kept != 0 {
+		t.Errorf("%d reports still kept after their sends were recorded (%v)", kept, err)
+	}
+}

@@ -167,6 +167,9 @@ func (s *Sender) create(ctx context.Context, ex *exchange, m deliver.Message) (s
 	if m.StatusCallback != "" {
 		data.Set("StatusCallback", m.StatusCallback)
 	}
+	if !m.Expires.IsZero() {
+		data.Set("ValidityPeriod", strconv.Itoa(validityPeriod(time.Until(m.Expires))))
+	}
 	resp, err := s.handler(ctx, ex).Post(s.messagesURL, data, maps.Clone(formHeaders), "")
 	if err != nil {
 		return "", err
@@ -188,6 +191,21 @@ func (s *Sender) create(ctx context.Context, ex *exchange, m deliver.Message) (s
 		return "", err
 	}
 	return c.SID, nil
+}
+
+// Twilio's bounds of ValidityPeriod, in seconds (error 21624 outside them).
+const (
+	minValidity = 1
+	maxValidity = 36_000
+)
+
+// validityPeriod is Twilio's ValidityPeriod for a message that may still be
+// delivered for left: whole seconds, rounded up, within Twilio's bounds.
+// A text held in Twilio's queue longer than that is dropped (status
+// failed, error 30036) rather than delivered late.
+func validityPeriod(left time.Duration) int {
+	s := (left + time.Second - 1) / time.Second
+	return int(min(max(s, minValidity), maxValidity))
 }
 
 // Close closes the pool's idle connections. Sends in flight finish; the

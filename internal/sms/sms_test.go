@@ -108,6 +108,37 @@ func TestSendReachesTwilio(t *testing.T) {
 	}
 }
 
+// TestSendSetsValidityPeriod: a text carries the delivery's remaining
+// maximum age as ValidityPeriod, in whole seconds within Twilio's bounds
+// (1 to 36,000), so one Twilio holds in its queue is dropped rather than
+// delivered late; a message without an expiry carries none.
+func TestSendSetsValidityPeriod(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	for i, c := range []struct {
+		left time.Duration
+		want string
+	}{
+		{50 * time.Minute, "3000"},
+		{0, ""},
+		{-time.Minute, "1"},
+		{30 * time.Hour, "36000"},
+	} {
+		m := message(testTo)
+		if c.left != 0 {
+			// Half a second over: rounding up, whatever the request took.
+			m.Expires = time.Now().Add(c.left - 500*time.Millisecond)
+		}
+		if _, err := b.sender.Send(t.Context(), m); err != nil {
+			t.Fatalf("left %s: %v", c.left, err)
+		}
+		got := b.srv.Messages()[i]
+		if got.ValidityPeriod != c.want {
+			t.Errorf("%s left: ValidityPeriod %q, want %q", c.left, got.ValidityPeriod, c.want)
+		}
+	}
+}
+
 func TestSendWithMessagingService(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) {

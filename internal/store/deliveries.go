@@ -407,3 +407,48 @@ func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, mes
 	}
 	return matched, nil
 }
+
+// KeepProviderStatus keeps a delivery report whose provider id matches no
+// delivery yet (ProviderStatus said so), to be applied when the send is
+// recorded; a later report for the same id replaces it. Reports kept for
+// longer than keptReportAge, whose send never came, are deleted.
+func (s *Store) KeepProviderStatus(ctx context.Context, providerID, state, code, message string) error {
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM provider_reports WHERE received_at < now() - $1 * interval '1 second'`, keptReportAge.Seconds())
+	b.Queue(`
+		INSERT INTO provider_reports (provider_id, state, error_code, message) VALUES ($1, $2, nullif($3, ''), nullif($4, ''))
+		ON CONFLICT (provider_id) DO UPDATE
+		SET state = excluded.state, error_code = excluded.error_code, message = excluded.message, received_at = now()`,
+		providerID, state, code, message)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("keep provider status: %w", err)
+	}
+	return nil
+}
+
+// keptReportAge is how long a report waits for its send to be recorded:
+// longer than any lease, so a send that a dead process left behind is
+// recorded by another well within it.
+const keptReportAge = 24 * time.Hour
+
+// ApplyKeptStatuses applies the kept reports whose sends have been recorded
+// since, as ProviderStatus would have, and deletes them. It returns how many
+// it applied. The delivery workers call it after recording sends; when no
+// report is kept it is one look-up of an empty table.
+func (s *Store) ApplyKeptStatuses(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		WITH r AS (
+			DELETE FROM provider_reports r USING deliveries d
+			WHERE d.channel = 'sms' AND d.provider_id = r.provider_id
+			RETURNING r.provider_id, r.state, r.error_code, r.message
+		)
+		UPDATE deliveries d SET state = r.state, error_code = coalesce(r.error_code, d.error_code),
+		       last_error = coalesce(r.message, d.last_error), next_attempt_at = NULL, updated_at = now()
+		FROM r
+		WHERE d.channel = 'sms' AND d.provider_id = r.provider_id AND d.state IN ('sending', 'sent')`)
+	if err != nil {
+		return 0, fmt.Errorf("apply kept provider statuses: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+

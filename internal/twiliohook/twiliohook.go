@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/publicurl"
@@ -29,10 +28,6 @@ type Config struct {
 	PublicURL string
 	// HelpText answers a HELP message.
 	HelpText string
-	// LookupWait is how long a status report for a message id not yet
-	// recorded is retried before it is ignored (default 2s): Twilio can
-	// report before the sender's outcome is written.
-	LookupWait time.Duration
 }
 
 // Handler serves the webhooks.
@@ -46,9 +41,6 @@ type Handler struct {
 func New(cfg Config, st *store.Store, log *slog.Logger) *Handler {
 	if cfg.HelpText == "" {
 		cfg.HelpText = "Incident alerts for care homes. Reply STOP to stop texts, START to start again."
-	}
-	if cfg.LookupWait <= 0 {
-		cfg.LookupWait = 2 * time.Second
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	return &Handler{cfg: cfg, store: st, log: log}
@@ -103,23 +95,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	if code != "" {
 		msg = "twilio error " + code + " (" + twStatus + ")"
 	}
-	deadline := time.Now().Add(h.cfg.LookupWait)
-	for {
-		matched, err := h.store.ProviderStatus(ctx, sid, state, code, msg)
-		if err != nil {
-			h.log.ErrorContext(ctx, "twilio status", "error", err)
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		if matched || time.Now().After(deadline) {
-			if !matched {
-				h.log.WarnContext(ctx, "twilio status for an unknown message ignored", "message_sid", sid)
-			}
-			break
-		}
-		if !sleep(ctx, 100*time.Millisecond) {
-			return
-		}
+	if err := h.apply(ctx, sid, state, code, msg); err != nil {
+		h.log.ErrorContext(ctx, "twilio status", "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
 	}
 	if code == "21610" {
 		if _, err := h.store.OptOutPhone(ctx, r.PostForm.Get("To")); err != nil {
@@ -129,15 +108,23 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// apply records a final status of the text sid. A report can come before
+// the send is recorded (the outcome waits to be written with others, or its
+// process died and the lease will bring it back): it is then kept, and
+// applied when the send is recorded (store.ApplyKeptStatuses). Looking again
+// after keeping it closes the gap with a send recorded in between, whose
+// worker's look-up of kept reports came before this one was kept.
+func (h *Handler) apply(ctx context.Context, sid, state, code, msg string) error {
+	matched, err := h.store.ProviderStatus(ctx, sid, state, code, msg)
+	if err != nil || matched {
+		return err
 	}
+	if err := h.store.KeepProviderStatus(ctx, sid, state, code, msg); err != nil {
+		return err
+	}
+	h.log.InfoContext(ctx, "twilio status before its send was recorded: kept", "message_sid", sid, "status", state)
+	_, err = h.store.ApplyKeptStatuses(ctx)
+	return err
 }
 
 // Keywords, matched case- and whitespace-insensitively against the whole

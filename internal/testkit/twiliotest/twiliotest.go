@@ -65,6 +65,9 @@ type Message struct {
 	MessagingServiceSID string
 	Body                string
 	StatusCallback      string
+	// ValidityPeriod is the form field as sent: whole seconds from 1 to
+	// 36000, or empty.
+	ValidityPeriod string
 	// Status is the status answered: "queued", or "accepted" when the
 	// message was sent through a Messaging Service without a From.
 	Status      string
@@ -196,12 +199,13 @@ type Server struct {
 	accepted atomic.Int64 // messages answered with 201
 	conns    atomic.Int64 // TCP connections accepted
 
-	mu       sync.Mutex
-	messages []Message
-	hook     Hook
-	down     Down
-	latency  time.Duration
-	discard  bool
+	mu          sync.Mutex
+	messages    []Message
+	hook        Hook
+	down        Down
+	latency     time.Duration
+	discard     bool
+	reportFirst string
 }
 
 // New starts a server on 127.0.0.1 with a random port for the account
@@ -295,17 +299,28 @@ func (s *Server) SetDiscard(on bool) {
 	s.mu.Unlock()
 }
 
+// SetReportFirst makes the server post a status callback with status (such
+// as "delivered") for each message it accepts before it answers the request
+// that created it, as Twilio can when its answer is slow to arrive: the
+// report then comes before the sender knows the SID. Empty turns it off.
+func (s *Server) SetReportFirst(status string) {
+	s.mu.Lock()
+	s.reportFirst = status
+	s.mu.Unlock()
+}
+
 type settings struct {
-	hook    Hook
-	down    Down
-	latency time.Duration
-	discard bool
+	hook        Hook
+	down        Down
+	latency     time.Duration
+	discard     bool
+	reportFirst string
 }
 
 func (s *Server) settings() settings {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return settings{hook: s.hook, down: s.down, latency: s.latency, discard: s.discard}
+	return settings{hook: s.hook, down: s.down, latency: s.latency, discard: s.discard, reportFirst: s.reportFirst}
 }
 
 // outer applies the Down switch and Basic auth to every request.
@@ -374,6 +389,7 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 		MessagingServiceSID: r.PostForm.Get("MessagingServiceSid"),
 		Body:                r.PostForm.Get("Body"),
 		StatusCallback:      r.PostForm.Get("StatusCallback"),
+		ValidityPeriod:      r.PostForm.Get("ValidityPeriod"),
 	}
 	if f := validate(m); f != nil {
 		s.writeFault(w, f)
@@ -402,7 +418,19 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	s.accepted.Add(1)
+	if set.reportFirst != "" && m.StatusCallback != "" {
+		cb := StatusUpdate{MessageSid: m.SID, MessageStatus: set.reportFirst, To: m.To, From: m.From, AccountSid: m.AccountSID}
+		if resp, err := SendStatusCallback(r.Context(), m.StatusCallback, s.authToken, cb.Form()); err == nil {
+			resp.Body.Close()
+		}
+	}
 	writeJSON(w, http.StatusCreated, resource(m))
+}
+
+// validValidity reports whether v is a ValidityPeriod Twilio accepts.
+func validValidity(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= 1 && n <= 36_000 && strconv.Itoa(n) == v
 }
 
 func validate(m Message) *Fault {
@@ -415,6 +443,8 @@ func validate(m Message) *Fault {
 		return &Fault{Code: 21602, Message: "Message body is required."}
 	case !e164.MatchString(m.To):
 		return &Fault{Code: 21211, Message: fmt.Sprintf("The 'To' number %s is not a valid phone number.", m.To)}
+	case m.ValidityPeriod != "" && !validValidity(m.ValidityPeriod):
+		return &Fault{Code: 21624, Message: "Validity period can only be set to integers between 1 and 36,000 seconds (10 hours max)."}
 	case utf8.RuneCountInString(m.Body) > maxBodyChars:
 		return &Fault{Code: 21617, Message: "The concatenated message body exceeds the 1600 character limit."}
 	case m.MessagingServiceSID != "" && !validSID("MG", m.MessagingServiceSID):
