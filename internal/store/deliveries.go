@@ -451,4 +451,3 @@ func (s *Store) ApplyKeptStatuses(ctx context.Context) (int64, error) {
 	}
 	return tag.RowsAffected(), nil
 }
-
