@@ -329,18 +329,21 @@ type sinks struct {
 	mu    sync.Mutex
 	email map[string]int // by lower-cased RCPT TO
 	sms   map[string]int // by To
-	// emailAt and smsAt are when each message arrived.
+	// emailAt and smsAt are when each message arrived; lastAt when the
+	// last message to each address (lower-cased email, or number) did.
 	emailAt, smsAt []time.Time
+	lastAt         map[string]time.Time
 }
 
 func newSinks(t *testing.T, keep, auth bool) *sinks {
-	s := &sinks{email: map[string]int{}, sms: map[string]int{}}
+	s := &sinks{email: map[string]int{}, sms: map[string]int{}, lastAt: map[string]time.Time{}}
 	opts := []smtptest.Option{smtptest.WithDataHook(func(m smtptest.Message) *smtp.SMTPError {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, to := range m.To {
 			s.email[strings.ToLower(to)]++
 			s.emailAt = append(s.emailAt, time.Now())
+			s.lastAt[strings.ToLower(to)] = time.Now()
 		}
 		return nil
 	})}
@@ -358,6 +361,7 @@ func newSinks(t *testing.T, keep, auth bool) *sinks {
 		defer s.mu.Unlock()
 		s.sms[to]++
 		s.smsAt = append(s.smsAt, time.Now())
+		s.lastAt[to] = time.Now()
 		return nil
 	})
 	return s
@@ -406,6 +410,15 @@ func (s *sinks) arrivals(channel string) []time.Time {
 		return slices.Clone(s.emailAt)
 	}
 	return slices.Clone(s.smsAt)
+}
+
+// arrivedAt returns when the last message to address (an email address or
+// a number) arrived, and whether one did.
+func (s *sinks) arrivedAt(address string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.lastAt[strings.ToLower(address)]
+	return at, ok
 }
 
 // totalAccepted is the number of messages the sinks accepted, whoever for.
