@@ -19,6 +19,21 @@ func ingestEvent(t *testing.T, st *store.Store, ev event.Event) {
 	}
 }
 
+// storesOn opens n stores on the database at url, as n processes would.
+func storesOn(t *testing.T, url string, n int) []*store.Store {
+	t.Helper()
+	out := make([]*store.Store, n)
+	for i := range out {
+		st, err := store.Open(context.Background(), url, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		out[i] = st
+	}
+	return out
+}
+
 // TestClaimTakesTheHighestPriorityFirst: a critical update fanned out after
 // a large maintenance notice is claimed before any of it, then the major
 // one, and the maintenance notice last, each in queue order.
@@ -99,16 +114,7 @@ func TestResolutionRanksWithItsIncident(t *testing.T) {
 // and not much less.
 func TestPacedClaimsHoldTheRateAcrossStores(t *testing.T) {
 	t.Parallel()
-	url := pgtest.NewDatabase(t)
-	stores := make([]*store.Store, 3)
-	for i := range stores {
-		st, err := store.Open(context.Background(), url, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores[i] = st
-	}
+	stores := storesOn(t, pgtest.NewDatabase(t), 3)
 	loadSubscribers(t, stores[0], 500)
 	ingestEvent(t, stores[0], incidenttest.Updates()[0])
 	const rate, run = 20.0, 3 * time.Second
@@ -146,16 +152,7 @@ func TestPacedClaimsHoldTheRateAcrossStores(t *testing.T) {
 // the burst, then nothing until it refills; another key is untouched.
 func TestTakeTokenSharesTheBucket(t *testing.T) {
 	t.Parallel()
-	url := pgtest.NewDatabase(t)
-	var stores [2]*store.Store
-	for i := range stores {
-		st, err := store.Open(context.Background(), url, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores[i] = st
-	}
+	stores := storesOn(t, pgtest.NewDatabase(t), 2)
 	pace := store.Pace{Bucket: "test:198.51.100.7", PerSecond: 5, Burst: 3}
 	now := time.Now()
 	take := func(st *store.Store, p store.Pace) bool {
