@@ -147,6 +147,9 @@ func TestErrors(t *testing.T) {
 		{"Body too long", messagesPathFor(ExampleAccountSID), with("Body", strings.Repeat("a", 1601)), true, 400, 21617},
 		{"bad StatusCallback", messagesPathFor(ExampleAccountSID), with("StatusCallback", "ftp://x"), true, 400, 21609},
 		{"bad service", messagesPathFor(ExampleAccountSID), with("MessagingServiceSid", "MGxyz"), true, 400, 21701},
+		{"ValidityPeriod 0", messagesPathFor(ExampleAccountSID), with("ValidityPeriod", "0"), true, 400, 21624},
+		{"ValidityPeriod over 10 h", messagesPathFor(ExampleAccountSID), with("ValidityPeriod", "36001"), true, 400, 21624},
+		{"ValidityPeriod not whole", messagesPathFor(ExampleAccountSID), with("ValidityPeriod", "1.5"), true, 400, 21624},
 	}
 	for _, tt := range tests {
 		resp, body := post(t, s, tt.path, tt.form, tt.auth)
