@@ -45,6 +45,30 @@ func (e *TransientError) Error() string {
 
 func (e *TransientError) Unwrap() error { return e.Err }
 
+// ChannelFault is a send failure caused by crier's own configuration or
+// provider account, not by the recipient: a relay that refuses STARTTLS, a
+// certificate that is not trusted, credentials refused, a sender address
+// refused (5xx to MAIL FROM), a Twilio account or sender number that cannot
+// send. Every delivery of the channel would fail the same way, so none is
+// charged for it: the worker pauses the channel (see Worker), puts the
+// delivery back in the queue with no attempt used, says why once, and
+// probes with one delivery at a time until a send succeeds.
+type ChannelFault struct {
+	// Code is the provider's code (SMTP reply code, Twilio error code), if
+	// any.
+	Code string
+	Err  error
+}
+
+func (e *ChannelFault) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("channel fault (%s): %v", e.Code, e.Err)
+	}
+	return fmt.Sprintf("channel fault: %v", e.Err)
+}
+
+func (e *ChannelFault) Unwrap() error { return e.Err }
+
 // Permanent wraps err as a PermanentError with the given provider code.
 func Permanent(code string, err error) error { return &PermanentError{Code: code, Err: err} }
 

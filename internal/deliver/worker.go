@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -159,6 +160,7 @@ type Worker struct {
 	metrics  *metrics.Metrics
 	owner    string
 	wake     chan struct{}
+	pause    pause
 }
 
 // NewWorker returns a worker for cfg.Channel. m may be nil.
@@ -172,6 +174,7 @@ func NewWorker(cfg Config, st *store.Store, sender Sender, composer Composer, lo
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
+	m.ChannelUp.WithLabelValues(cfg.Channel).Set(1)
 	return &Worker{
 		cfg: cfg, store: st, sender: sender, composer: composer, log: log, metrics: m,
 		owner: cfg.Channel + "-" + hex.EncodeToString(b),
@@ -262,7 +265,12 @@ func (w *Worker) claimLoop(ctx, hard context.Context, jobs *jobQueue) {
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		room := jobs.reserve(ctx, w.cfg.BatchSize)
+		want, wait := w.probe(w.cfg.BatchSize)
+		if want == 0 {
+			w.wait(ctx, wait) // paused: until the next probe
+			continue
+		}
+		room := jobs.reserve(ctx, want)
 		if ctx.Err() != nil {
 			jobs.unreserve(room)
 			return
@@ -282,7 +290,7 @@ func (w *Worker) claimLoop(ctx, hard context.Context, jobs *jobQueue) {
 			// The jitter keeps processes from falling into step, one
 			// always claiming just before another and taking it all.
 			jitter := time.Duration(mrand.Int64N(int64(minPacedWait)))
-			w.pause(ctx, max(paced, minPacedWait/2)+jitter)
+			w.wait(ctx, max(paced, minPacedWait/2)+jitter)
 		case len(batch) == 0:
 			w.sleep(ctx, poll.C)
 		}
@@ -316,8 +324,8 @@ func (w *Worker) claim(hard context.Context, limit int) (batch []store.Claimed, 
 	return batch, 0, err
 }
 
-// pause waits for d or cancellation.
-func (w *Worker) pause(ctx context.Context, d time.Duration) {
+// wait waits for d or cancellation.
+func (w *Worker) wait(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -404,6 +412,7 @@ func (w *Worker) deliver(ctx, hard context.Context, js []job, out []store.Outcom
 			out[i] = w.failure(ctx, js[i].d, out[i], r.Err)
 		} else {
 			out[i].Outcome, out[i].ProviderID = store.OutcomeSent, r.ProviderID
+			w.sent(ctx)
 		}
 	}
 	return out
@@ -433,8 +442,15 @@ func (w *Worker) failure(ctx context.Context, d store.Claimed, out store.Outcome
 	out.Error = err.Error()
 	var perm *PermanentError
 	var trans *TransientError
+	var fault *ChannelFault
 	code := "network"
 	switch {
+	case errors.As(err, &fault):
+		// Not the delivery's fault: back to the queue, no attempt used.
+		w.faulted(ctx, fault)
+		w.metrics.ProviderErrors.WithLabelValues(w.cfg.Channel, cmp.Or(fault.Code, "channel")).Inc()
+		out.Outcome, out.NextAttemptAt = store.OutcomeReleased, time.Now()
+		return out
 	case errors.As(err, &perm):
 		code = perm.Code
 		out.ErrorCode = perm.Code

@@ -210,7 +210,7 @@ func TestBatchConnectionBrokenMidGroup(t *testing.T) {
 
 // MAIL FROM carries only crier's own sender address: its refusal is a fault
 // of the configuration or the relay account and fails no delivery.
-func TestRefusedSenderIsTransient(t *testing.T) {
+func TestRefusedSenderIsAChannelFault(t *testing.T) {
 	for _, exts := range [][]string{{"PIPELINING", "CHUNKING"}, {"PIPELINING"}, nil} {
 		t.Run(strings.Join(exts, "+"), func(t *testing.T) {
 			url, _ := scriptedServer(t, exts, func(in string) string {
@@ -228,9 +228,9 @@ func TestRefusedSenderIsTransient(t *testing.T) {
 			})
 			s := scriptedSender(t, url)
 			_, err := s.Send(context.Background(), scriptedMessage())
-			var te *deliver.TransientError
-			if !errors.As(err, &te) || te.Code != "553" || deliver.IsPermanent(err) {
-				t.Fatalf("Send with the sender refused: %v, want a transient 553", err)
+			var f *deliver.ChannelFault
+			if !errors.As(err, &f) || f.Code != "553" || deliver.IsPermanent(err) {
+				t.Fatalf("Send with the sender refused: %v, want a channel fault 553", err)
 			}
 		})
 	}

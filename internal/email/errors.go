@@ -1,10 +1,13 @@
 package email
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/textproto"
 	"strconv"
+	"strings"
 
 	"github.com/crier-dev/crier/internal/deliver"
 )
@@ -84,10 +87,10 @@ func droppedWhileIdle(err error) bool {
 // classify maps a transaction that failed at st to the retry policy's
 // types, by the reply code:
 //
-//   - 5xx to MAIL FROM: deliver.TransientError with the code. MAIL carries
+//   - 5xx to MAIL FROM: deliver.ChannelFault with the code. MAIL carries
 //     only crier's own sender address (CRIER_MAIL_FROM), so its refusal is
 //     a fault of the configuration or the relay account, not of the
-//     recipient: the delivery is not failed for it.
+//     recipient: the delivery is not failed for it, the channel pauses.
 //   - 5xx at any later stage: deliver.PermanentError with the code; the
 //     server's text stays in the wrapped error.
 //   - 4xx (421 included): deliver.TransientError with the code.
@@ -96,7 +99,9 @@ func droppedWhileIdle(err error) bool {
 func classify(st stage, err error) error {
 	code := replyCode(err)
 	switch {
-	case code >= 500 && code < 600 && st != stageMail:
+	case code >= 500 && code < 600 && st == stageMail:
+		return &deliver.ChannelFault{Code: strconv.Itoa(code), Err: err}
+	case code >= 500 && code < 600:
 		return deliver.Permanent(strconv.Itoa(code), err)
 	case code != 0:
 		return deliver.Transient(strconv.Itoa(code), err)
@@ -106,13 +111,36 @@ func classify(st stage, err error) error {
 }
 
 // classifyConnect maps a failure to open a connection (TCP, TLS handshake,
-// greeting, EHLO, STARTTLS, AUTH) to a deliver.TransientError, keeping the
-// reply code when there is one. Even a 5xx here is transient: it is about
-// the relay or crier's configuration (no STARTTLS offered while it is
-// required, a wrong password, an untrusted certificate), not about the
-// recipient. An operator fixes it and the deliveries go out; the retry
-// policy's age limit bounds the wait.
-func classifyConnect(err error) error { return transient(err) }
+// greeting, EHLO, STARTTLS, AUTH). A fault of the relay's or crier's
+// configuration is a deliver.ChannelFault, which pauses the channel until
+// an operator fixes it: a certificate that is not trusted, no STARTTLS
+// offered while the URL requires it, a 5xx reply (AUTH refused, the
+// greeting refusing this client). Anything else (the relay unreachable, a
+// 4xx, a timeout) is a deliver.TransientError, retried with backoff.
+func classifyConnect(err error) error {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch code := replyCode(err); {
+	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &host), errors.As(err, &invalid):
+		return &deliver.ChannelFault{Code: "tls", Err: err}
+	case noSTARTTLS(err):
+		return &deliver.ChannelFault{Code: "starttls", Err: err}
+	case code >= 500 && code < 600:
+		return &deliver.ChannelFault{Code: strconv.Itoa(code), Err: err}
+	}
+	return transient(err)
+}
+
+// noSTARTTLS reports whether err is go-mail's refusal to go on with a
+// relay that does not offer STARTTLS while the TLS policy requires it.
+// go-mail returns it as an untyped error, so its text is the only sign;
+// TestSTARTTLSRequiredButNotOffered pins it, so a go-mail upgrade that
+// rewords it fails that test rather than this check silently.
+func noSTARTTLS(err error) bool {
+	return strings.Contains(err.Error(), "target host does not support STARTTLS")
+}
 
 // transient is err as a deliver.TransientError, with its reply code when
 // there is one. SendBatch uses it for a transaction that followed a failed

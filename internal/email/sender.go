@@ -29,24 +29,25 @@
 // is then sent again on a new connection.
 //
 // Failures come back as the retry policy's types (package deliver), decided
-// by the reply code, never by the text:
+// by the reply code and the error types, not by the text (but for the one
+// untyped error of go-mail's that noSTARTTLS recognises):
 //
 //   - a 5xx reply to RCPT, DATA, BDAT or at the end of DATA is a
 //     *deliver.PermanentError with Code "550" (or whichever) and the
 //     server's text in the wrapped error;
-//   - a 5xx reply to MAIL FROM is a *deliver.TransientError with its code:
+//   - a 5xx reply to MAIL FROM is a *deliver.ChannelFault with its code:
 //     MAIL carries only crier's sender address, so the refusal is a fault of
 //     crier's configuration or relay account, not of the recipient;
 //   - a 4xx reply is a *deliver.TransientError with its code; 421 also
 //     closes the connection;
 //   - a timeout, a cancelled context, a refused, reset or closed connection
 //     is a *deliver.TransientError without a code;
-//   - failing to connect is a *deliver.TransientError whatever the reply
-//     code: TCP, the TLS handshake or certificate, a server that does not
-//     offer STARTTLS although the URL requires it (nothing is ever sent in
-//     plain text then), AUTH refused. These are about the relay or crier's
-//     configuration, not the recipient: the operator fixes them and the
-//     retry policy's age limit bounds the wait;
+//   - failing to connect because of the configuration is a
+//     *deliver.ChannelFault: a certificate that is not trusted, a server
+//     that does not offer STARTTLS although the URL requires it (nothing is
+//     ever sent in plain text then), a 5xx reply such as AUTH refused. The
+//     channel pauses until the operator fixes it. Failing to connect
+//     otherwise (unreachable, a 4xx, a timeout) is a *deliver.TransientError;
 //   - a message that cannot be sent as given (no valid recipient address,
 //     no body, a malformed Message-ID) is a *deliver.PermanentError wrapping
 //     ErrInvalidMessage, and nothing is sent.
@@ -163,8 +164,8 @@ func New(cfg Config) (*Sender, error) {
 
 // Send sends m to m.To and returns the Message-ID it carries (without angle
 // brackets) as the provider id. See the package documentation for the
-// errors; every error is a *deliver.PermanentError or a
-// *deliver.TransientError.
+// errors; every error is a *deliver.PermanentError, a
+// *deliver.TransientError or a *deliver.ChannelFault.
 //
 // Send waits for a free connection as long as ctx
 // allows; the exchange with the server is bounded by Config.SendTimeout or

@@ -81,6 +81,20 @@ func message(id int64, rcpt string) deliver.Message {
 	}
 }
 
+// wantChannelFault fails the test unless err is a *deliver.ChannelFault
+// with code (and neither transient nor permanent for the delivery).
+func wantChannelFault(t *testing.T, err error, code string) {
+	t.Helper()
+	var f *deliver.ChannelFault
+	if !errors.As(err, &f) {
+		t.Fatalf("error %v (%T), want *deliver.ChannelFault", err, err)
+	}
+	var te *deliver.TransientError
+	if f.Code != code || deliver.IsPermanent(err) || errors.As(err, &te) {
+		t.Errorf("ChannelFault %v: code %q, want %q, neither permanent nor transient", err, f.Code, code)
+	}
+}
+
 func wantTransient(t *testing.T, err error, code string) *deliver.TransientError {
 	t.Helper()
 	var te *deliver.TransientError
@@ -449,6 +463,8 @@ func TestConnectionRefused(t *testing.T) {
 	}
 }
 
+// TestSTARTTLSRequiredButNotOffered also pins go-mail's untyped error for
+// it, which noSTARTTLS recognises by its text.
 func TestSTARTTLSRequiredButNotOffered(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.New(t) // plain server: no STARTTLS
@@ -461,7 +477,7 @@ func TestSTARTTLSRequiredButNotOffered(t *testing.T) {
 	}
 	defer s.Close()
 	_, err = s.Send(context.Background(), message(1, "a@example.org"))
-	wantTransient(t, err, "")
+	wantChannelFault(t, err, "starttls")
 	if !strings.Contains(err.Error(), "STARTTLS") {
 		t.Errorf("error %q does not name STARTTLS", err)
 	}
@@ -483,7 +499,7 @@ func TestSTARTTLSWithAuth(t *testing.T) {
 	}
 }
 
-func TestWrongPasswordIsTransient(t *testing.T) {
+func TestWrongPasswordIsAChannelFault(t *testing.T) {
 	t.Parallel()
 	srv := smtptest.New(t, smtptest.WithSTARTTLS(), smtptest.WithAuth("crier", "right"))
 	s, err := email.New(email.Config{
@@ -496,7 +512,7 @@ func TestWrongPasswordIsTransient(t *testing.T) {
 	}
 	defer s.Close()
 	_, err = s.Send(context.Background(), message(1, "a@example.org"))
-	wantTransient(t, err, "535")
+	wantChannelFault(t, err, "535")
 	if strings.Contains(err.Error(), "wrong") {
 		t.Errorf("error %q shows the password", err)
 	}
@@ -514,7 +530,7 @@ func TestUntrustedCertificate(t *testing.T) {
 	}
 	defer s.Close()
 	_, err = s.Send(context.Background(), message(1, "a@example.org"))
-	wantTransient(t, err, "")
+	wantChannelFault(t, err, "tls")
 	if st := srv.Stats(); st.Mails != 0 {
 		t.Errorf("sent over an unverified connection: %+v", st)
 	}

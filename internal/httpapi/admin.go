@@ -96,8 +96,13 @@ func (a *API) signOut(w http.ResponseWriter, r *http.Request) {
 // Dashboard view.
 type (
 	dashboardView struct {
+		Paused []pausedRow
 		Events []eventRow
 		Legend []string
+	}
+	pausedRow struct {
+		Channel, Cause  string
+		Since, SinceISO string
 	}
 	eventRow struct {
 		ID, Title, Status, Impact string
@@ -178,6 +183,16 @@ func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := dashboardView{Legend: barStates}
+	if a.d.Channels != nil {
+		for _, c := range a.d.Channels() {
+			if !c.Up {
+				v.Paused = append(v.Paused, pausedRow{
+					Channel: c.Channel, Cause: c.Cause,
+					Since: c.Since.UTC().Format("2 Jan 2006 15:04:05 UTC"), SinceISO: c.Since.UTC().Format(time.RFC3339),
+				})
+			}
+		}
+	}
 	for _, e := range events {
 		v.Events = append(v.Events, eventRow{
 			ID: e.ID, Title: e.Title, Status: e.Status, Impact: e.Impact, Notify: e.Notify,

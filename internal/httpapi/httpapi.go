@@ -224,6 +224,9 @@ type Deps struct {
 	// Metrics is optional.
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Channels, when set, reports the delivery channels' state; the
+	// dashboard shows the paused ones and why.
+	Channels func() []deliver.ChannelStatus
 }
 
 // API serves the JSON API, the pages and the dashboard.

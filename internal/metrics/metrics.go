@@ -20,6 +20,7 @@ type Metrics struct {
 	Deliveries       *prometheus.CounterVec   // channel, outcome
 	SendDuration     *prometheus.HistogramVec // channel
 	ProviderErrors   *prometheus.CounterVec   // channel, code
+	ChannelUp        *prometheus.GaugeVec     // channel
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -65,12 +66,16 @@ func New() *Metrics {
 			Name: "crier_provider_errors_total",
 			Help: "Provider errors by channel and provider code (SMTP reply code, Twilio error code, or network).",
 		}, []string{"channel", "code"}),
+		ChannelUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crier_channel_up",
+			Help: "1 while the channel sends, 0 while it is paused by a fault of crier's configuration or provider account.",
+		}, []string{"channel"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.EventsReceived, m.EventsRejected, m.EventsFannedOut, m.EventsDuplicate, m.FanoutDuration,
-		m.DeliveriesQueued, m.Deliveries, m.SendDuration, m.ProviderErrors,
+		m.DeliveriesQueued, m.Deliveries, m.SendDuration, m.ProviderErrors, m.ChannelUp,
 	)
 	return m
 }

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/twiliohook"
 )
@@ -80,6 +82,17 @@ func (h *httpService) Stop(ctx context.Context) bool {
 	<-h.done
 	return err == nil
 }
+
+// channels is the state of each delivery channel, in channel order.
+func (d *Deps) channels() []deliver.ChannelStatus {
+	out := make([]deliver.ChannelStatus, 0, len(d.Workers))
+	for _, w := range d.Workers {
+		out = append(out, w.Status())
+	}
+	slices.SortFunc(out, func(a, b deliver.ChannelStatus) int { return strings.Compare(a.Channel, b.Channel) })
+	return out
+}
+
 func (d *Deps) routes(mux *http.ServeMux) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -100,7 +113,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		SignInPerClient:     d.Config.LimitSignInClient,
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
-		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log,
+		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log, Channels: d.channels,
 	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)

@@ -60,6 +60,9 @@ type Deps struct {
 	Signer    *token.Signer
 	Log       *slog.Logger
 	Senders   map[string]deliver.Sender
+	// Workers are the delivery workers by channel (the dashboard shows
+	// their state).
+	Workers map[string]*deliver.Worker
 
 	migrated atomic.Bool // readiness saw every migration applied
 }
@@ -82,13 +85,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err := d.buildSenders(opts.Senders); err != nil {
 		return err
 	}
-	web, err := d.httpService(opts)
+	workers, err := d.deliveryWorkers(opts.Deliver)
 	if err != nil {
 		return err
 	}
-	workers, err := d.deliveryWorkers(opts.Deliver)
+	d.Workers = workers
+	web, err := d.httpService(opts)
 	if err != nil {
-		_ = web.ln.Close()
 		return err
 	}
 

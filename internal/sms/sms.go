@@ -8,14 +8,17 @@
 //
 // Send's errors are typed for the retry policy (see package deliver):
 //
+//   - HTTP 401 (Twilio 20003, credentials refused), 20005 and 10001 (the
+//     account is not active), 21212 and 21606 (the From number is not
+//     valid, or not one of the account's), 21408 (the account may not send
+//     to the region): *deliver.ChannelFault, because the fault is the
+//     account's configuration, not the message; the channel pauses, and the
+//     message goes once it is fixed.
 //   - Twilio 21211 (invalid number), 21614 (not a mobile number) and every
-//     other 4xx answer except 401 and 429: *deliver.PermanentError;
+//     other 4xx answer except 429: *deliver.PermanentError;
 //     21610 (the recipient replied STOP) also sets OptOut.
 //   - HTTP 429 or Twilio 20429: *deliver.TransientError with RetryAfter
 //     from the Retry-After header.
-//   - HTTP 401 (Twilio 20003, credentials refused): *deliver.TransientError,
-//     because the fault is the account's configuration, not the message, and
-//     the message can go once the credentials are fixed.
 //   - 5xx answers, network errors, timeouts and cancellation:
 //     *deliver.TransientError (RetryAfter set when the answer had one).
 //
@@ -350,6 +353,17 @@ func classify(ctx context.Context, ex *exchange, err error) error {
 	return &deliver.TransientError{Err: fmt.Errorf("sms: request to Twilio: %w", err)}
 }
 
+// accountFaults are the Twilio codes that say the account or its sender
+// cannot send, whatever the message (see the package documentation).
+var accountFaults = map[int]bool{
+	10001: true, // account is not active
+	20003: true, // authentication failed
+	20005: true, // account not active
+	21212: true, // invalid From number
+	21408: true, // permission to send to the region not enabled
+	21606: true, // From is not a valid, SMS-capable number of the account
+}
+
 func typed(e *APIError) error {
 	code := ""
 	if e.Code != 0 {
@@ -362,8 +376,8 @@ func typed(e *APIError) error {
 		return &deliver.PermanentError{Code: code, Err: e}
 	case e.Status == http.StatusTooManyRequests, e.Code == codeTooMany:
 		return &deliver.TransientError{Code: code, RetryAfter: e.RetryAfter, Err: e}
-	case e.Status == http.StatusUnauthorized:
-		return &deliver.TransientError{Code: code, RetryAfter: e.RetryAfter, Err: e}
+	case e.Status == http.StatusUnauthorized || accountFaults[e.Code]:
+		return &deliver.ChannelFault{Code: code, Err: e}
 	case e.Status >= 500:
 		return &deliver.TransientError{Code: code, RetryAfter: e.RetryAfter, Err: e}
 	case e.Status >= 400:

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -273,7 +274,7 @@ func TestSendErrors(t *testing.T) {
 		{name: "invalid number", fault: twiliotest.InvalidNumber(), permanent: true, code: "21211", status: 400},
 		{name: "not mobile", fault: twiliotest.NotMobile(), permanent: true, code: "21614", status: 400},
 		{name: "opted out", fault: twiliotest.OptedOut(), permanent: true, code: "21610", optOut: true, status: 400},
-		{name: "other 4xx", fault: &twiliotest.Fault{Status: 400, Code: 21606, Message: "The From phone number is not a valid, SMS-capable inbound phone number"}, permanent: true, code: "21606", status: 400},
+		{name: "other 4xx", fault: &twiliotest.Fault{Status: 400, Code: 21620, Message: "Invalid media URL(s)"}, permanent: true, code: "21620", status: 400},
 		{name: "403", fault: &twiliotest.Fault{Status: 403, Code: 20008, Message: "Resource not accessible with Test Account Credentials"}, permanent: true, code: "20008", status: 403},
 		{name: "429 with Retry-After", fault: twiliotest.RateLimited(2 * time.Second), code: "20429", status: 429, retryAfter: 2 * time.Second},
 		{name: "20429 without Retry-After", fault: twiliotest.RateLimited(0), code: "20429", status: 429},
@@ -353,8 +354,36 @@ func TestSendWrongCredentials(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.AuthToken = "0000000000000000000000000000dead" })
 	_, err := b.sender.Send(t.Context(), message(testTo))
-	// Credentials are the account's problem, not the message's: retry.
-	checkTyped(t, err, false, "20003", false, 0)
+	// Credentials are the account's problem, not the message's.
+	checkChannelFault(t, err, "20003")
+}
+
+// TestAccountFaultsAreChannelFaults: answers that say the account or its
+// sender cannot send, whatever the message, pause the channel instead of
+// failing or retrying the delivery.
+func TestAccountFaultsAreChannelFaults(t *testing.T) {
+	t.Parallel()
+	for _, f := range []twiliotest.Fault{
+		{Status: 400, Code: 21606, Message: "The From phone number is not a valid, SMS-capable inbound phone number or short code for your account."},
+		{Status: 400, Code: 21212, Message: "The 'From' number is not a valid phone number, shortcode, or alphanumeric sender ID."},
+		{Status: 400, Code: 21408, Message: "Permission to send an SMS has not been enabled for the region indicated by the 'To' number."},
+		{Status: 401, Code: 20005, Message: "Account not active"},
+		{Status: 403, Code: 10001, Message: "Account is not active"},
+	} {
+		b := setup(t, nil)
+		b.srv.SetHook(twiliotest.Always(&f))
+		_, err := b.sender.Send(t.Context(), message(testTo))
+		checkChannelFault(t, err, strconv.Itoa(f.Code))
+	}
+}
+
+func checkChannelFault(t *testing.T, err error, code string) {
+	t.Helper()
+	var f *deliver.ChannelFault
+	var tr *deliver.TransientError
+	if !errors.As(err, &f) || f.Code != code || deliver.IsPermanent(err) || errors.As(err, &tr) {
+		t.Errorf("error %T %v: want a *deliver.ChannelFault with code %s, neither permanent nor transient", err, err, code)
+	}
 }
 
 func TestSendServerDown(t *testing.T) {

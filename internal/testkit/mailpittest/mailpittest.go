@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -23,6 +24,13 @@ import (
 type Server struct {
 	SMTPPort int
 	HTTPURL  string
+	cmd      *exec.Cmd
+	stopped  sync.Once
+}
+
+// Stop ends Mailpit (also done when the test ends).
+func (s *Server) Stop() {
+	s.stopped.Do(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
 }
 
 // Binary finds the mailpit executable on PATH or in $GOPATH/bin.
@@ -51,26 +59,46 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// Options choose how Mailpit runs; the zero value is Start's.
+type Options struct {
+	// SMTPPort is the SMTP port; 0 picks a free one. A test restarts
+	// Mailpit on the port of an earlier one to change how it serves.
+	SMTPPort int
+	// TLSCert and TLSKey, PEM files, make Mailpit offer STARTTLS.
+	TLSCert, TLSKey string
+}
+
 // Start runs Mailpit on free loopback ports, keeping every message, until
 // the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	smtpPort, httpPort := freePort(t), freePort(t)
-	cmd := exec.Command(bin,
-		"--smtp", "127.0.0.1:"+strconv.Itoa(smtpPort),
-		"--listen", "127.0.0.1:"+strconv.Itoa(httpPort),
+	smtpPort, httpPort := o.SMTPPort, freePort(t)
+	if smtpPort == 0 {
+		smtpPort = freePort(t)
+	}
+	args := []string{
+		"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
+		"--listen", "127.0.0.1:" + strconv.Itoa(httpPort),
 		"--max", "0", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure",
-		"--database", filepath.Join(t.TempDir(), "mailpit.db"))
+		"--database", filepath.Join(t.TempDir(), "mailpit.db"),
+	}
+	if o.TLSCert != "" {
+		args = append(args, "--smtp-tls-cert", o.TLSCert, "--smtp-tls-key", o.TLSKey)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start mailpit: %v", err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	s := &Server{SMTPPort: smtpPort, HTTPURL: "http://127.0.0.1:" + strconv.Itoa(httpPort)}
+	s := &Server{SMTPPort: smtpPort, HTTPURL: "http://127.0.0.1:" + strconv.Itoa(httpPort), cmd: cmd}
+	t.Cleanup(s.Stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.HTTPURL + "/api/v1/info")
