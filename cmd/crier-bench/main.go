@@ -33,6 +33,8 @@ func main() {
 	flag.Float64Var(&cfg.SMSRate, "sms-rate", 0, "CRIER_SMS_RATE (0 = unlimited)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 0, "how long to wait for one event's deliveries (default 5m)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the database afterwards")
+	flag.IntVar(&cfg.Critical, "critical", 0, "make each event a maintenance notice and, once it is sending, publish a critical incident to this many more subscribers; report how long they took")
+	flag.DurationVar(&cfg.AnalyzeEmpty, "analyze-empty", 0, "after ANALYZE of the empty queue, let crier poll it idle this long before the first event (e.g. 1m)")
 	verbose := flag.Bool("v", false, "show crier's log")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile (allocations during the run) to this file")

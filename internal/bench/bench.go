@@ -57,6 +57,15 @@ type Config struct {
 	SMSRate   float64
 	// Timeout bounds the wait for one event's deliveries.
 	Timeout time.Duration
+	// Critical, when positive, makes each event a maintenance notice and,
+	// once its sending has begun, publishes a critical incident to Critical
+	// more subscribers (of capa only): the report says how long after its
+	// publish they were all reached, behind the maintenance backlog.
+	Critical int
+	// AnalyzeEmpty, when positive, runs ANALYZE on the still-empty queue,
+	// as autovacuum or an operator would after a quiet start, and lets crier
+	// poll it idle this long before the first event.
+	AnalyzeEmpty time.Duration
 	// Keep leaves the database in place.
 	Keep bool
 	// Log receives crier's own log (nil: discarded).
@@ -70,6 +79,7 @@ type EventResult struct {
 	P50, P99                             time.Duration
 	PerChannel                           map[string]ChannelResult
 	FanOut                               time.Duration
+	Critical                             *CriticalResult // backlog runs only
 }
 
 // ChannelResult is one channel's share of an event.
@@ -88,6 +98,19 @@ type Report struct {
 	DBCPU      time.Duration // user+system CPU of the local postgres processes during the events
 	DBCPUNote  string        // why DBCPU was not measured; empty when it was
 	Deliveries int
+}
+
+// CriticalResult is how the critical incident of a backlog run fared.
+type CriticalResult struct {
+	// After is when it was published, after the maintenance notice.
+	After time.Duration
+	// Reached is, by channel, how long after its own publish the last of
+	// its recipients was reached; Missing counts those never reached.
+	Reached map[string]time.Duration
+	Missing int
+	// Behind is how many maintenance messages had not yet been accepted
+	// when the last critical one was.
+	Behind int
 }
 
 // Run performs a benchmark run.
@@ -109,16 +132,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	rep.LoadTime = time.Since(loadStart)
 
-	smtpSink, err := sink.StartSMTP(cfg.SMTPLatency, cfg.Subscribers)
+	smtpSink, err := sink.StartSMTP(cfg.SMTPLatency, cfg.Subscribers+cfg.Critical)
 	if err != nil {
 		return rep, err
 	}
 	defer smtpSink.Close()
-	twSink, err := sink.StartTwilio(cfg.TwilioLatency, cfg.Subscribers)
+	twSink, err := sink.StartTwilio(cfg.TwilioLatency, cfg.Subscribers+cfg.Critical)
 	if err != nil {
 		return rep, err
 	}
 	defer twSink.Close()
+	if cfg.Critical > 0 {
+		smtpSink.Tally().Watch(cfg.Subscribers + 1)
+		twSink.Tally().Watch(cfg.Subscribers + 1)
+	}
 
 	dir, err := os.MkdirTemp("", "crier-bench-nats-")
 	if err != nil {
@@ -141,6 +168,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	defer stop()
+	if cfg.AnalyzeEmpty > 0 {
+		select {
+		case <-time.After(cfg.AnalyzeEmpty):
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
+	}
 
 	nc, err := stream.Connect(ns.URL(), "crier-bench")
 	if err != nil {
@@ -152,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	err = measure(cfg, &rep, func(i int, expected map[string]int) (EventResult, error) {
-		return runEvent(ctx, js, dbURL, i, expected, smtpSink.Tally(), twSink.Tally(), cfg.Timeout)
+		return runEvent(ctx, js, dbURL, i, expected, smtpSink.Tally(), twSink.Tally(), cfg)
 	})
 	return rep, err
 }
@@ -225,10 +259,10 @@ func startCrier(ctx context.Context, cfg Config, vars map[string]string) (stop f
 func measure(cfg Config, rep *Report, run func(i int, expected map[string]int) (EventResult, error)) error {
 	expected := map[string]int{}
 	if cfg.Email {
-		expected["email"] = cfg.Subscribers
+		expected["email"] = cfg.Subscribers + cfg.Critical
 	}
 	if cfg.SMS {
-		expected["sms"] = cfg.Subscribers
+		expected["sms"] = cfg.Subscribers + cfg.Critical
 	}
 	// PostgreSQL's CPU is sampled just outside this process's, so that
 	// reading /proc does not count as crier's.
@@ -256,7 +290,7 @@ func measure(cfg Config, rep *Report, run func(i int, expected map[string]int) (
 	return nil
 }
 
-func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *sink.Tally, timeout time.Duration) (EventResult, error) {
+func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, expected map[string]int, mail, sms *sink.Tally, cfg Config) (EventResult, error) {
 	ev := event.Event{
 		ID: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i), IncidentID: fmt.Sprintf("bench-incident-%d", i),
 		Kind: event.KindIncident, Status: "investigating", Impact: "major",
@@ -264,38 +298,88 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 		Body:       "We are aware that some users are experiencing some Atlas Device Synchronisation issues on Sync Pod A, if you are experiencing these problems please attempt to change to Sync Pod B",
 		Components: []string{"atlas-sync/sync-pod-a"}, OccurredAt: time.Now().UTC(), Notify: true,
 	}
-	raw, err := event.Encode(ev)
-	if err != nil {
-		return EventResult{}, err
+	if cfg.Critical > 0 {
+		ev.Kind, ev.Status, ev.Impact, ev.Title = event.KindMaintenance, "scheduled", "none", "Planned maintenance of Atlas Sync"
+		from, until := time.Now().Add(time.Hour).UTC(), time.Now().Add(2*time.Hour).UTC()
+		ev.ScheduledFor, ev.ScheduledUntil = &from, &until
 	}
 	start := time.Now()
 	mail.Reset(start)
 	sms.Reset(start)
-	if _, err := stream.Publish(ctx, js, ev, raw); err != nil {
+	if err := publish(ctx, js, ev); err != nil {
 		return EventResult{}, err
 	}
 	want := expected["email"] + expected["sms"]
-	deadline := time.After(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		a, b := mail.Total(), sms.Total()
-		if int(a+b) >= want {
-			break
+	accepted := func() int { return int(mail.Total() + sms.Total()) }
+	var crit *CriticalResult
+	if cfg.Critical > 0 {
+		// The backlog is sending: now the critical incident.
+		if err := waitUntil(ctx, cfg.Timeout, func() bool { return accepted() >= min(want/10, 1000) }); err != nil {
+			return EventResult{}, fmt.Errorf("event %d: the maintenance notice did not start: %w", i, err)
 		}
-		select {
-		case <-ctx.Done():
-			return EventResult{}, ctx.Err()
-		case <-deadline:
-			return EventResult{}, fmt.Errorf("event %d: only %d of %d deliveries accepted after %s", i, a+b, want, timeout)
-		case <-tick.C:
+		crit = &CriticalResult{After: time.Since(start)}
+		if err := publish(ctx, js, criticalEvent(i)); err != nil {
+			return EventResult{}, err
 		}
+	}
+	if err := waitUntil(ctx, cfg.Timeout, func() bool { return accepted() >= want }); err != nil {
+		return EventResult{}, fmt.Errorf("event %d: only %d of %d deliveries accepted: %w", i, accepted(), want, err)
 	}
 	// Let stragglers (doubles) arrive before counting.
 	<-time.After(200 * time.Millisecond)
-	res := EventResult{Expected: want, PerChannel: map[string]ChannelResult{}}
+	res := collect(expected, map[string]*sink.Tally{"email": mail, "sms": sms})
+	if crit != nil {
+		criticalResult(crit, cfg, expected, map[string]*sink.Tally{"email": mail, "sms": sms})
+		res.Critical = crit
+	}
+	var err error
+	res.FanOut, err = fanOutTime(ctx, dbURL, ev.ID)
+	return res, err
+}
+
+// criticalEvent is the critical incident of a backlog run, to the capa
+// subscribers.
+func criticalEvent(i int) event.Event {
+	return event.Event{
+		ID: fmt.Sprintf("bench-critical-%d-%d", time.Now().UnixNano(), i), IncidentID: fmt.Sprintf("bench-critical-%d", i),
+		Kind: event.KindIncident, Status: "investigating", Impact: "critical",
+		Title: "CAPA unavailable", Body: "CAPA cannot be reached: use the paper medication charts until further notice.",
+		Components: []string{"capa"}, OccurredAt: time.Now().UTC(), Notify: true,
+	}
+}
+
+func publish(ctx context.Context, js jetstream.JetStream, ev event.Event) error {
+	raw, err := event.Encode(ev)
+	if err != nil {
+		return err
+	}
+	_, err = stream.Publish(ctx, js, ev, raw)
+	return err
+}
+
+// waitUntil polls cond every 5 ms until it holds, ctx ends or timeout
+// passes.
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("not within %s", timeout)
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// collect counts what the sinks accepted against expected.
+func collect(expected map[string]int, tallies map[string]*sink.Tally) EventResult {
+	res := EventResult{Expected: expected["email"] + expected["sms"], PerChannel: map[string]ChannelResult{}}
 	var all []time.Duration
-	for ch, t := range map[string]*sink.Tally{"email": mail, "sms": sms} {
+	for ch, t := range tallies {
 		if expected[ch] == 0 {
 			continue
 		}
@@ -318,8 +402,35 @@ func runEvent(ctx context.Context, js jetstream.JetStream, dbURL string, i int, 
 		res.P50 = all[len(all)/2]
 		res.P99 = all[min(len(all)-1, len(all)*99/100)]
 	}
-	res.FanOut, err = fanOutTime(ctx, dbURL, ev.ID)
-	return res, err
+	return res
+}
+
+// criticalResult fills in c from the watched recipients' arrivals: when the
+// last critical message of each channel arrived after the critical
+// publish, and how many maintenance messages were still to come then.
+func criticalResult(c *CriticalResult, cfg Config, expected map[string]int, tallies map[string]*sink.Tally) {
+	c.Reached = map[string]time.Duration{}
+	var last time.Duration
+	for ch, t := range tallies {
+		if expected[ch] == 0 {
+			continue
+		}
+		arr := t.Arrivals()
+		c.Missing += cfg.Critical - len(arr)
+		var slowest time.Duration
+		for _, at := range arr {
+			slowest = max(slowest, at)
+		}
+		c.Reached[ch] = slowest - c.After
+		last = max(last, slowest)
+	}
+	for _, t := range tallies {
+		for _, at := range t.Latencies() {
+			if at > last {
+				c.Behind++
+			}
+		}
+	}
 }
 
 // fanOutTime is the time from receiving the event to committing its
@@ -411,6 +522,23 @@ func load(ctx context.Context, dbURL string, cfg Config) error {
 		SELECT 'atlas-sync', subscriber_id FROM subscriptions WHERE component_key = 'emar'`); err != nil {
 		return fmt.Errorf("load subscriptions: %w", err)
 	}
+	if cfg.Critical > 0 {
+		// Numbered after the others, so that the sinks watch them.
+		if _, err := st.Pool().Exec(ctx, `
+			WITH s AS (
+				INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name, organisation)
+				SELECT CASE WHEN $2 THEN 'manager' || i || '@critical.example' END,
+				       CASE WHEN $3 THEN '+4474' || lpad(i::text, 8, '0') END, now(), now(), 'Manager ' || i, 'Care home ' || i
+				FROM generate_series($4 + 1, $4 + $1) AS i
+				RETURNING id
+			)
+			INSERT INTO subscriptions (component_key, subscriber_id) SELECT 'capa', id FROM s`,
+			cfg.Critical, cfg.Email, cfg.SMS, cfg.Subscribers); err != nil {
+			return fmt.Errorf("load critical subscribers: %w", err)
+		}
+	}
+	// ANALYZE sees the queue empty either way; AnalyzeEmpty is about the
+	// idle polls that follow it, which let a cached plan settle.
 	if _, err := st.Pool().Exec(ctx, `ANALYZE`); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}

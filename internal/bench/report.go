@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 )
@@ -20,6 +21,9 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "crier-bench: %d subscribers (%s), %d event(s), SMTP latency %s, Twilio latency %s, SMTP pool %d, workers %d, email rate %g/s, SMS rate %g/s\n",
 		c.Subscribers, channels, len(r.Events), c.SMTPLatency, c.TwilioLatency, c.SMTPPool, c.Workers, c.EmailRate, c.SMSRate)
 	fmt.Fprintf(w, "load: %s\n", r.LoadTime.Round(time.Millisecond))
+	if c.AnalyzeEmpty > 0 {
+		fmt.Fprintf(w, "queue analyzed empty, then %s idle before the first event\n", c.AnalyzeEmpty)
+	}
 	var firsts, lasts []time.Duration
 	problems := 0
 	for i, e := range r.Events {
@@ -29,6 +33,14 @@ func (r Report) Print(w io.Writer) {
 			for ch, cr := range e.PerChannel {
 				fmt.Fprintf(w, "  %s: %d accepted, first %s, last %s, %.0f/s from publish, %.0f/s sustained (first to last)\n",
 					ch, cr.Accepted, round(cr.First), round(cr.Last), rate(cr.Accepted, cr.Last), rate(cr.Accepted-1, cr.Last-cr.First))
+			}
+			if c := e.Critical; c != nil {
+				fmt.Fprintf(w, "  critical incident to %d subscribers, published %s into the maintenance notice:", r.Config.Critical, round(c.After))
+				for _, ch := range slices.Sorted(maps.Keys(c.Reached)) {
+					fmt.Fprintf(w, " %s all reached %s after its publish;", ch, round(c.Reached[ch]))
+				}
+				fmt.Fprintf(w, " %d maintenance messages still to come then, %d critical never reached\n", c.Behind, c.Missing)
+				problems += c.Missing
 			}
 		}
 		firsts = append(firsts, e.First)
@@ -83,7 +95,7 @@ func rate(n int, d time.Duration) float64 {
 // OK reports whether every event was delivered exactly once.
 func (r Report) OK() bool {
 	for _, e := range r.Events {
-		if e.Missing != 0 || e.Doubled != 0 {
+		if e.Missing != 0 || e.Doubled != 0 || (e.Critical != nil && e.Critical.Missing != 0) {
 			return false
 		}
 	}

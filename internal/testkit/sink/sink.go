@@ -30,6 +30,30 @@ type Tally struct {
 	times  []uint32 // microseconds since start, one per accepted message
 	bad    int      // recipients that are not bench recipients
 	total  atomic.Int64
+	// watchFrom, when positive, is the first recipient number whose first
+	// arrival is kept in arrived (microseconds since start).
+	watchFrom int
+	arrived   map[int]uint32
+}
+
+// Watch keeps the first arrival of every recipient numbered from on (a
+// few, such as the subscribers of a critical incident); see Arrivals.
+func (t *Tally) Watch(from int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.watchFrom, t.arrived = from, map[int]uint32{}
+}
+
+// Arrivals returns, by recipient number, when each watched recipient's
+// first message arrived, since the start of the measurement.
+func (t *Tally) Arrivals() map[int]time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[int]time.Duration, len(t.arrived))
+	for i, us := range t.arrived {
+		out[i] = time.Duration(us) * time.Microsecond
+	}
+	return out
 }
 
 // NewTally returns a Tally for recipients numbered 0 to n.
@@ -46,6 +70,9 @@ func (t *Tally) Reset(start time.Time) {
 	clear(t.counts)
 	t.times = t.times[:0]
 	t.bad = 0
+	if t.arrived != nil {
+		clear(t.arrived)
+	}
 }
 
 // recipientNumber extracts i from manager<i>@… or +4474<8 digits>.
@@ -78,7 +105,13 @@ func (t *Tally) accept(rcpt string) {
 	} else if t.counts[i] < 255 {
 		t.counts[i]++
 	}
-	t.times = append(t.times, uint32(now.Sub(t.start).Microseconds()))
+	at := uint32(now.Sub(t.start).Microseconds())
+	t.times = append(t.times, at)
+	if t.watchFrom > 0 && i >= t.watchFrom {
+		if _, ok := t.arrived[i]; !ok {
+			t.arrived[i] = at
+		}
+	}
 	t.mu.Unlock()
 	t.total.Add(1)
 }

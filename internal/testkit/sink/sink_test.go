@@ -797,3 +797,23 @@ func TestRecipientNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestTallyWatchesTheRecipientsFromANumberOn(t *testing.T) {
+	tl := NewTally(10)
+	tl.Watch(8)
+	tl.Reset(time.Now())
+	for _, r := range []string{"manager1@a.example", "manager8@critical.example", "+447400000009", "manager8@critical.example"} {
+		tl.accept(r)
+	}
+	arr := tl.Arrivals()
+	if len(arr) != 2 || arr[8] > arr[9] {
+		t.Errorf("arrivals %v, want the first of 8 and 9 only", arr)
+	}
+	if _, _, doubled := tl.Snapshot(); doubled != 1 {
+		t.Errorf("doubled %d, want 1", doubled)
+	}
+	tl.Reset(time.Now())
+	if len(tl.Arrivals()) != 0 {
+		t.Error("Reset kept the arrivals")
+	}
+}
