@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -54,7 +53,7 @@ func (q *jobQueue) push(ds []store.Claimed) {
 	q.mu.Lock()
 	for _, d := range ds {
 		q.seq++
-		heap.Push(&q.jobs, queued{job: job{d: d, start: now}, seq: q.seq})
+		q.jobs.push(queued{job: job{d: d, start: now}, seq: q.seq})
 	}
 	q.mu.Unlock()
 	for range ds {
@@ -86,7 +85,7 @@ func (q *jobQueue) tryPop() (job, bool) {
 
 func (q *jobQueue) take() job {
 	q.mu.Lock()
-	j := heap.Pop(&q.jobs).(queued).job
+	j := q.jobs.pop().job
 	q.mu.Unlock()
 	<-q.room
 	return j
@@ -101,21 +100,52 @@ type queued struct {
 	seq uint64
 }
 
-// jobHeap orders jobs by priority, highest first, then by arrival.
+// jobHeap is a binary heap of jobs, highest priority first, then by
+// arrival. It is written out rather than through container/heap, whose
+// interface would box every job into an allocation of its own.
 type jobHeap []queued
 
-func (h jobHeap) Len() int { return len(h) }
-func (h jobHeap) Less(i, j int) bool {
+func (h jobHeap) before(i, j int) bool {
 	if h[i].d.Priority != h[j].d.Priority {
 		return h[i].d.Priority > h[j].d.Priority
 	}
 	return h[i].seq < h[j].seq
 }
-func (h jobHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *jobHeap) Push(x any)   { *h = append(*h, x.(queued)) }
-func (h *jobHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *jobHeap) push(q queued) {
+	*h = append(*h, q)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !a.before(i, parent) {
+			break
+		}
+		a[i], a[parent] = a[parent], a[i]
+		i = parent
+	}
+}
+
+func (h *jobHeap) pop() queued {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	a[last] = queued{} // let the delivery be collected
+	a = a[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(a) && a.before(l, m) {
+			m = l
+		}
+		if r < len(a) && a.before(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
 }

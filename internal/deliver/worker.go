@@ -11,6 +11,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/crier-dev/crier/internal/metrics"
@@ -161,6 +162,9 @@ type Worker struct {
 	owner    string
 	wake     chan struct{}
 	pause    pause
+	// recordedSent is set when sends were recorded since applyKeptLoop
+	// last looked.
+	recordedSent atomic.Bool
 }
 
 // NewWorker returns a worker for cfg.Channel. m may be nil.
@@ -245,6 +249,14 @@ func (w *Worker) Serve(ctx, hard context.Context) error {
 		defer close(recorded)
 		w.recordLoop(outcomes)
 	}()
+	if w.cfg.Channel == ChannelSMS {
+		applied := make(chan struct{})
+		defer func() { <-applied }()
+		go func() {
+			defer close(applied)
+			w.applyKeptLoop(recorded)
+		}()
+	}
 
 	var claimers sync.WaitGroup
 	for range w.cfg.Claimers {
@@ -504,6 +516,37 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return half + time.Duration(mrand.Int64N(int64(half)+1))
 }
 
+// keptInterval is how often the SMS worker applies the provider reports
+// that came before their sends were recorded (at most one statement a
+// second, and only after sends were recorded).
+const keptInterval = time.Second
+
+// applyKeptLoop applies kept provider reports (store.ApplyKeptStatuses)
+// every keptInterval in which sends were recorded, until done is closed
+// (the last outcomes are written), and once more then.
+func (w *Worker) applyKeptLoop(done <-chan struct{}) {
+	ctx := context.Background()
+	apply := func() {
+		if !w.recordedSent.Swap(false) {
+			return
+		}
+		if _, err := w.store.ApplyKeptStatuses(ctx); err != nil {
+			w.log.WarnContext(ctx, "apply kept provider statuses", "channel", w.cfg.Channel, "error", err)
+		}
+	}
+	tick := time.NewTicker(keptInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			apply()
+			return
+		case <-tick.C:
+			apply()
+		}
+	}
+}
+
 // recordLoop writes outcomes in batches: when FlushInterval has passed or a
 // batch is full. Up to RecordConcurrency batches are written at once so the
 // senders never wait behind one slow statement. A failed write is retried
@@ -566,11 +609,8 @@ func (w *Worker) record(batch []store.Outcome) {
 	}
 	var sent, retry, failed, released int
 	defer func() {
-		// A provider's report on one of these sends may have come first.
-		if sent > 0 && w.cfg.Channel == ChannelSMS {
-			if _, err := w.store.ApplyKeptStatuses(ctx); err != nil {
-				w.log.WarnContext(ctx, "apply kept provider statuses", "error", err)
-			}
+		if sent > 0 {
+			w.recordedSent.Store(true) // for applyKeptLoop
 		}
 	}()
 	for _, o := range batch {

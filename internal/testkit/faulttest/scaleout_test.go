@@ -78,36 +78,45 @@ func TestRateHoldsAcrossProcesses(t *testing.T) {
 	}
 }
 
-// TestRateHoldsWhenAProcessDies: three processes at CRIER_SMS_RATE=10, one
-// SIGKILLed halfway. The two left keep the deployment's rate (the dead one
-// held no share of it), and what it held is sent once its lease expires:
-// everyone is reached, and only what it held can have been sent twice.
+// TestRateHoldsWhenAProcessDies: three processes at CRIER_SMS_RATE=10 (then
+// CRIER_EMAIL_RATE=200), one SIGKILLed halfway. The two left keep the
+// deployment's rate (the dead one held no share of it), and what it held is
+// sent once its lease expires: everyone is reached, and only what it held
+// can have been sent twice.
 func TestRateHoldsWhenAProcessDies(t *testing.T) {
 	exclusive(t)
-	const subscribers, rate = 200, 10.0
-	w := newWorld(t, worldOptions{})
-	subs := w.addSubscribers(subscribers, "capa")
-	env := map[string]string{"CRIER_SMS_RATE": "10", "CRIER_EMAIL_RATE": "0", "CRIER_LEASE": "3s"}
-	var procs []*proc
-	for i := range 3 {
-		procs = append(procs, w.start(fmt.Sprintf("crier-%d", i), env))
+	for _, c := range []struct {
+		channel string
+		rate    float64
+		subs    int
+	}{{"sms", 10, 200}, {"email", 200, 4000}} {
+		t.Run(c.channel, func(t *testing.T) {
+			w := newWorld(t, worldOptions{})
+			subs := w.addSubscribers(c.subs, "capa")
+			env := map[string]string{"CRIER_SMS_RATE": "0", "CRIER_EMAIL_RATE": "0", "CRIER_LEASE": "3s"}
+			env["CRIER_"+strings.ToUpper(c.channel)+"_RATE"] = strconv.FormatFloat(c.rate, 'f', -1, 64)
+			var procs []*proc
+			for i := range 3 {
+				procs = append(procs, w.start(fmt.Sprintf("crier-%d", i), env))
+			}
+			ev := newEvent("scale-kill-"+c.channel, "inc-scale-kill-"+c.channel, "capa")
+			w.publish(ev)
+			waitFor(t, "half the messages", time.Minute, func() bool { return w.states(ev.ID)[c.channel+"/sent"] >= c.subs/2 })
+			procs[1].kill()
+			held := w.leased()
+			t.Logf("the killed process held %d deliveries", len(held))
+			w.waitSettled(3*time.Minute, 2*c.subs, ev.ID)
+			tl := w.sinks.tally(subs, 1)
+			t.Logf("sinks: %s", tl)
+			if tl.missingEmail+tl.missingSMS != 0 {
+				t.Errorf("some subscribers were never reached: %s", tl)
+			}
+			if tl.dups() > len(held) {
+				t.Errorf("%d duplicates, more than the %d deliveries held when the process died", tl.dups(), len(held))
+			}
+			checkPace(t, c.channel+", one of three processes killed halfway", w.sinks.arrivals(c.channel), c.rate)
+		})
 	}
-	ev := newEvent("scale-kill", "inc-scale-kill", "capa")
-	w.publish(ev)
-	waitFor(t, "half the texts", time.Minute, func() bool { return w.states(ev.ID)["sms/sent"] >= subscribers/2 })
-	procs[1].kill()
-	held := w.leased()
-	t.Logf("the killed process held %d deliveries", len(held))
-	w.waitSettled(3*time.Minute, 2*subscribers, ev.ID)
-	tl := w.sinks.tally(subs, 1)
-	t.Logf("sinks: %s", tl)
-	if tl.missingEmail+tl.missingSMS != 0 {
-		t.Errorf("some subscribers were never reached: %s", tl)
-	}
-	if tl.dups() > len(held) {
-		t.Errorf("%d duplicates, more than the %d deliveries held when the process died", tl.dups(), len(held))
-	}
-	checkPace(t, "texts, one of three processes killed halfway", w.sinks.arrivals("sms"), rate)
 }
 
 // TestSMSCodeLimitAcrossProcesses: the subscribe page's limit on texted
