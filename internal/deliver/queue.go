@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/crier-dev/crier/internal/store"
 )
 
@@ -16,7 +18,9 @@ import (
 // hands, and the next claim, which will take whatever critical delivery
 // is due, is made as soon as one claim's worth has gone out.
 type jobQueue struct {
-	room  chan struct{} // one per place reserved or held
+	// room holds one unit per place reserved or held: a claimer waits for
+	// a whole claim's room at once, woken once, not once per place.
+	room  *semaphore.Weighted
 	ready chan struct{} // one per job in the heap
 	mu    sync.Mutex
 	jobs  jobHeap
@@ -24,26 +28,22 @@ type jobQueue struct {
 }
 
 func newJobQueue(size int) *jobQueue {
-	return &jobQueue{room: make(chan struct{}, size), ready: make(chan struct{}, size)}
+	return &jobQueue{room: semaphore.NewWeighted(int64(size)), ready: make(chan struct{}, size)}
 }
 
-// reserve waits for room for n jobs. It returns how many places it
-// reserved: n, or fewer when ctx ended first.
+// reserve waits for room for n jobs and reserves it. It returns n, or 0
+// when ctx ended first.
 func (q *jobQueue) reserve(ctx context.Context, n int) int {
-	for i := range n {
-		select {
-		case q.room <- struct{}{}:
-		case <-ctx.Done():
-			return i
-		}
+	if err := q.room.Acquire(ctx, int64(n)); err != nil {
+		return 0
 	}
 	return n
 }
 
 // unreserve gives back n reserved places that no job took.
 func (q *jobQueue) unreserve(n int) {
-	for range n {
-		<-q.room
+	if n > 0 {
+		q.room.Release(int64(n))
 	}
 }
 
@@ -87,7 +87,7 @@ func (q *jobQueue) take() job {
 	q.mu.Lock()
 	j := q.jobs.pop().job
 	q.mu.Unlock()
-	<-q.room
+	q.room.Release(1)
 	return j
 }
 
