@@ -1,12 +1,10 @@
 package deliver_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,25 +14,8 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/testkit/proctest"
 )
-
-// lockedBuffer is a log destination several goroutines write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestChannelFaultPausesAndResumes: while the sender reports a fault of
 // crier's own configuration (AUTH refused), no delivery fails or uses an
@@ -53,7 +34,7 @@ func TestChannelFaultPausesAndResumes(t *testing.T) {
 		}
 		return nil
 	})
-	logs := &lockedBuffer{}
+	logs := &proctest.Output{}
 	m := metrics.New()
 	w, err := deliver.NewWorker(fastConfig(), st, s, subjectComposer{}, slog.New(slog.NewTextHandler(logs, nil)), m)
 	if err != nil {
