@@ -211,8 +211,15 @@ func (w *Worker) Run(ctx context.Context) error {
 // flight (a shutdown whose grace is over). Outcomes are recorded even
 // then; what was cut short goes back to the queue as a retry.
 func (w *Worker) Serve(ctx, hard context.Context) error {
-	// Each claimer reserves room for one claim before making it.
-	jobs := newJobQueue(w.cfg.BatchSize * w.cfg.Claimers)
+	// Each claimer reserves room for one claim before making it. Unpaced,
+	// one claim more may wait for the senders, so that they never run dry
+	// while a claim is in flight (without it, 100,000 x both took 5 % longer);
+	// paced, one claim is a second's worth and nothing more is held.
+	room := w.cfg.BatchSize * w.cfg.Claimers
+	if w.cfg.RatePerSecond == 0 {
+		room += w.cfg.BatchSize
+	}
+	jobs := newJobQueue(room)
 	outcomes := make(chan store.Outcome, w.cfg.Concurrency)
 	var senders sync.WaitGroup
 	batch := 1
