@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crier-dev/crier/internal/alerting"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/fanout"
@@ -79,6 +80,12 @@ type Config struct {
 	LimitSMSClient        httpapi.Limit // CRIER_LIMIT_SMS_CLIENT, texted codes per client address, default 10/4h
 	LimitCodeClient       httpapi.Limit // CRIER_LIMIT_CODE_CLIENT, code entries per client address, default 20/200s
 	LimitSignInClient     httpapi.Limit // CRIER_LIMIT_SIGNIN_CLIENT, admin sign-in attempts per client address, default 10/5m
+
+	// Alerts says how POST /v1/integrations/... notifications name
+	// components: CRIER_ALERT_COMPONENT_LABEL (default "component") and
+	// CRIER_ALERT_COMPONENTS, "label=value:component,..." for alerts
+	// without that label.
+	Alerts alerting.Mapping
 }
 
 // Error is a configuration problem with one variable.
@@ -135,6 +142,11 @@ func Load(getenv func(string) string) (Config, error) {
 		LimitSMSClient:        r.limit("CRIER_LIMIT_SMS_CLIENT", httpapi.DefaultSMSPerClient),
 		LimitCodeClient:       r.limit("CRIER_LIMIT_CODE_CLIENT", httpapi.DefaultVerifyPerClient),
 		LimitSignInClient:     r.limit("CRIER_LIMIT_SIGNIN_CLIENT", httpapi.DefaultSignInPerClient),
+
+		Alerts: alerting.Mapping{
+			ComponentLabel: r.str("CRIER_ALERT_COMPONENT_LABEL", alerting.DefaultComponentLabel),
+			Components:     r.componentMap("CRIER_ALERT_COMPONENTS"),
+		},
 	}
 	c.PublicURL = r.url("CRIER_PUBLIC_URL", "http://"+c.HTTPAddr, "http", "https")
 	if r.err != nil {
@@ -283,6 +295,21 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// componentMap reads "label=value:component,...".
+func (r *reader) componentMap(name string) map[string]string {
+	out := map[string]string{}
+	for _, entry := range r.list(name) {
+		match, component, ok := strings.Cut(entry, ":")
+		label, value, ok2 := strings.Cut(match, "=")
+		if !ok || !ok2 || label == "" || value == "" || component == "" {
+			r.fail(name, "must be label=value:component entries separated by commas, such as job=emar-api:emar, not %q", entry)
+			return nil
+		}
+		out[label+"="+value] = component
+	}
+	return out
 }
 
 // limit reads "BURST/WINDOW" (10/4h): BURST requests at once, regained

@@ -71,3 +71,19 @@ func TestAbuseLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestAlertComponents(t *testing.T) {
+	t.Parallel()
+	c, err := load(map[string]string{"CRIER_ALERT_COMPONENTS": "job=emar-api:emar, service=sync-a:atlas-sync/sync-pod-a", "CRIER_ALERT_COMPONENT_LABEL": "crier_component"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Alerts.ComponentLabel != "crier_component" || c.Alerts.Components["job=emar-api"] != "emar" || c.Alerts.Components["service=sync-a"] != "atlas-sync/sync-pod-a" {
+		t.Errorf("alerts mapping %+v", c.Alerts)
+	}
+	for _, v := range []string{"emar", "job:emar", "job=:emar", "=x:emar", "job=x:"} {
+		if _, err := load(map[string]string{"CRIER_ALERT_COMPONENTS": v}); err == nil || !strings.HasPrefix(err.Error(), "CRIER_ALERT_COMPONENTS: must be label=value:component") {
+			t.Errorf("%q: error %v", v, err)
+		}
+	}
+}

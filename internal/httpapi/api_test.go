@@ -38,6 +38,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"GET", "/v1/components"}, {"PUT", "/v1/components/emar"}, {"DELETE", "/v1/components/emar"},
 		{"GET", "/v1/subscribers"}, {"POST", "/v1/subscribers"}, {"GET", "/v1/subscribers/1"},
 		{"PATCH", "/v1/subscribers/1"}, {"DELETE", "/v1/subscribers/1"}, {"POST", "/v1/subscribers/import"},
+		{"POST", "/v1/integrations/alertmanager"}, {"POST", "/v1/integrations/grafana"},
 	}
 	for _, rt := range routes {
 		for name, hdr := range map[string][]string{

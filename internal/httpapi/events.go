@@ -45,17 +45,30 @@ func (a *API) postEvent(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	ev, err := a.admit(r, raw, src)
+	if err != nil {
+		return err
+	}
+	return a.publish(w, r, ev, raw)
+}
+
+// admit admits raw (package intake): an invalid event is a 422 naming the
+// field.
+func (a *API) admit(r *http.Request, raw []byte, src intake.Source) (event.Event, error) {
 	ev, verr, err := a.intake.Admit(r.Context(), raw, src)
 	if verr != nil {
 		if err != nil {
 			// The refusal stands; only its record is missing.
 			a.d.Log.WarnContext(r.Context(), "record rejected event", "error", err)
 		}
-		return fail(http.StatusUnprocessableEntity, verr.Field, "%s", verr.Error())
+		return event.Event{}, fail(http.StatusUnprocessableEntity, verr.Field, "%s", verr.Error())
 	}
-	if err != nil {
-		return err
-	}
+	return ev, err
+}
+
+// publish publishes an admitted event to JetStream with Nats-Msg-Id and
+// answers once the stream acknowledged it: 202, or 200 for a duplicate.
+func (a *API) publish(w http.ResponseWriter, r *http.Request, ev event.Event, raw []byte) error {
 	// An event stored long ago (beyond the stream's duplicate window) is
 	// still a duplicate.
 	if _, err := a.d.Store.GetEvent(r.Context(), ev.ID); err == nil {

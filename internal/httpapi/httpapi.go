@@ -66,6 +66,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crier-dev/crier/internal/alerting"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
@@ -144,6 +145,9 @@ type Config struct {
 	SMSPerClient        Limit
 	VerifyPerClient     Limit
 	SignInPerClient     Limit
+	// Alerts says how monitoring notifications name components
+	// (POST /v1/integrations/...).
+	Alerts alerting.Mapping
 	// ClientIPHeader, when set, names a header set by a trusted reverse
 	// proxy holding the client address (the last entry of a list is used,
 	// as X-Forwarded-For appends). Empty means the connection's address.
@@ -299,6 +303,8 @@ func New(cfg Config, d Deps) (*API, error) {
 func (a *API) Register(mux *http.ServeMux) {
 	api := func(pattern string, h apiHandler) { mux.Handle(pattern, a.apiRoute(h)) }
 	api("POST /v1/events", a.postEvent)
+	api("POST /v1/integrations/alertmanager", a.postAlerts("alertmanager"))
+	api("POST /v1/integrations/grafana", a.postAlerts("grafana"))
 	api("GET /v1/events", a.listEvents)
 	api("GET /v1/events/{id}", a.getEvent)
 	api("GET /v1/events/{id}/deliveries", a.listDeliveries)

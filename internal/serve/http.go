@@ -111,6 +111,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		SMSPerClient:        d.Config.LimitSMSClient,
 		VerifyPerClient:     d.Config.LimitCodeClient,
 		SignInPerClient:     d.Config.LimitSignInClient,
+		Alerts:              d.Config.Alerts,
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
 		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log, Channels: d.channels,
