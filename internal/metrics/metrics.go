@@ -30,7 +30,7 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crier_events_received_total",
-			Help: "Events received, by source (stream, http).",
+			Help: "Events received, by source (stream, http, alertmanager, grafana).",
 		}, []string{"source"}),
 		EventsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crier_events_rejected_total",
