@@ -74,7 +74,9 @@ func run(ctx context.Context, e *env, args []string) int {
 		case errors.Is(err, errUsage):
 			return 2
 		}
-		fmt.Fprintf(e.stderr, "crier %s: %v\n", c.name, err)
+		// Errors can carry a URL or DSN from the configuration: mask
+		// the credentials (and any address) whatever produced them.
+		fmt.Fprintf(e.stderr, "crier %s: %s\n", c.name, redact.String(err.Error()))
 		return 1
 	}
 	fmt.Fprintf(e.stderr, "crier: unknown command %q\n", args[0])

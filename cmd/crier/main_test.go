@@ -174,3 +174,37 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("forced rm left:\n%s", out)
 	}
 }
+
+// TestStartUpErrorsHideCredentials starts crier with secret-bearing URLs
+// that cannot connect: PostgreSQL with a password, then NATS with a user
+// and password and with a token. What crier prints names the service and
+// never the secret.
+func TestStartUpErrorsHideCredentials(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	for _, tc := range []struct {
+		env    map[string]string
+		secret string
+	}{
+		{map[string]string{"CRIER_DATABASE_URL": "postgres://crier:Db-s3cret-42@127.0.0.1:1/crier?sslmode=disable"}, "Db-s3cret-42"},
+		{map[string]string{"CRIER_DATABASE_URL": db, "CRIER_NATS_URL": "nats://crier:Nats-s3cret-42@127.0.0.1:1"}, "Nats-s3cret-42"},
+		{map[string]string{"CRIER_DATABASE_URL": db, "CRIER_NATS_URL": "nats://Tok-s3cret-42@127.0.0.1:1"}, "Tok-s3cret-42"},
+		{map[string]string{"CRIER_DATABASE_URL": db, "CRIER_NATS_URL": "nats://127.0.0.1:1,nats://a:Both-s3cret-42@127.0.0.1:2"}, "Both-s3cret-42"},
+	} {
+		env := map[string]string{"CRIER_HTTP_ADDR": "127.0.0.1:0", "CRIER_SMTP_URL": "smtp://u:Smtp-s3cret-42@127.0.0.1:1", "CRIER_MAIL_FROM": "status@example.org"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		code, out, errs := cli{t: t, env: env}.run("serve")
+		if code == 0 {
+			t.Errorf("%v: crier serve succeeded", tc.env)
+		}
+		for _, secret := range []string{tc.secret, "Smtp-s3cret-42"} {
+			if strings.Contains(out+errs, secret) {
+				t.Errorf("%v: the output shows %q:\n%s%s", tc.env, secret, out, errs)
+			}
+		}
+		if !strings.Contains(errs, "connect to") {
+			t.Errorf("%v: the error does not say what failed:\n%s", tc.env, errs)
+		}
+	}
+}

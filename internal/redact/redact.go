@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -57,6 +58,31 @@ var (
 	// userinfoRe is "scheme://user:password@" in a URL.
 	userinfoRe = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#@]*)@`)
 )
+
+// URLs returns a comma-separated list of URLs with the credentials in
+// each replaced: a password by ***, and a user name standing alone (NATS's
+// token form, nats://TOKEN@host) by *** too, since it may be the secret.
+// Whatever does not parse as a URL is replaced whole.
+func URLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			parts[i] = "(unreadable URL)"
+		case u.User == nil:
+			parts[i] = u.String()
+		default:
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "***")
+			} else {
+				u.User = url.User("***")
+			}
+			parts[i] = strings.Replace(u.String(), "%2A%2A%2A", "***", -1)
+		}
+	}
+	return strings.Join(parts, ",")
+}
 
 // String returns s with every email address, E.164 phone number and URL
 // password masked. It returns s itself when there is nothing to mask.

@@ -161,3 +161,16 @@ func BenchmarkHandler(b *testing.B) {
 		log.Info("event fanned out", "event_id", "2025-11-10-atlas-sync-0001", "queued_email", 120, "queued_sms", 80, "error", errors.New("dial tcp 10.0.0.1:25: i/o timeout"))
 	}
 }
+
+func TestURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                             "nats://127.0.0.1:4222",
+		"nats://user:secret@n1:4222,nats://TOKEN@n2:4222":   "nats://user:***@n1:4222,nats://***@n2:4222",
+		"postgres://crier:pw@db:5432/crier?sslmode=require": "postgres://crier:***@db:5432/crier?sslmode=require",
+		"nats://%zz@bad":                                    "(unreadable URL)",
+	} {
+		if got := redact.URLs(in); got != want {
+			t.Errorf("URLs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crier-dev/crier/internal/event"
+	"github.com/crier-dev/crier/internal/redact"
 )
 
 // Default names, part of crier's public contract.
@@ -79,7 +80,7 @@ func Connect(url, name string) (*nats.Conn, error) {
 		nats.RetryOnFailedConnect(false),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URLs(url), err)
 	}
 	return nc, nil
 }
