@@ -49,8 +49,12 @@ func (d *Deps) httpService(opts Options) (*httpService, error) {
 	if opts.Routes != nil {
 		opts.Routes(mux, d)
 	}
+	var handler http.Handler = mux
+	if strings.HasPrefix(d.Config.PublicURL, "https://") {
+		handler = hsts(mux)
+	}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A client trickling its body must not hold a connection for ever;
 		// the slowest handler (publishing an event) waits 5 s for JetStream.
@@ -81,6 +85,22 @@ func (h *httpService) Stop(ctx context.Context) bool {
 	err := h.srv.Shutdown(ctx)
 	<-h.done
 	return err == nil
+}
+
+// hstsMaxAge is how long browsers keep to https for crier's host once
+// told (a year, as the HSTS preload list asks; subdomains are not
+// included, since crier does not own them).
+const hstsMaxAge = 365 * 24 * time.Hour
+
+// hsts adds Strict-Transport-Security to every answer: with an https
+// public URL, a browser must never fall back to plain http for crier,
+// whose pages carry personal links.
+func hsts(next http.Handler) http.Handler {
+	value := fmt.Sprintf("max-age=%d", int(hstsMaxAge.Seconds()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", value)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // channels is the state of each delivery channel, in channel order.
