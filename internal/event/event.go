@@ -237,13 +237,22 @@ func requiredText(field string, v *string, max int, singleLine bool) (string, er
 		switch {
 		case r == 0:
 			return "", invalid(field, "must not contain NUL characters")
-		case singleLine && unicode.IsControl(r):
-			return "", invalid(field, "must be a single line without control characters")
+		case singleLine && UnsafeInLine(r):
+			return "", invalid(field, "must be a single line without control or formatting characters (such as U+%04X)", r)
 		case !singleLine && unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t':
 			return "", invalid(field, "must not contain control characters other than newlines and tabs")
 		}
 	}
 	return s, nil
+}
+
+// UnsafeInLine reports whether r must not appear in a single-line field
+// that reaches subjects, texts and pages (titles, names): a control
+// character, a formatting character (Unicode Cf, such as the bidirectional
+// override U+202E, which makes what follows read backwards) or a line or
+// paragraph separator (Zl, Zp).
+func UnsafeInLine(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 func components(v *[]string) ([]string, error) {

@@ -87,12 +87,16 @@ func TestDecodeHostile(t *testing.T) {
 				}
 			},
 		},
+		{name: "line separator (U+2028) in the title", raw: hostile(map[string]string{"title": `"a\u2028b"`}), field: "title", reject: true},
+		{name: "paragraph separator (U+2029) in the title", raw: hostile(map[string]string{"title": `"a\u2029b"`}), field: "title", reject: true},
+		{name: "right-to-left override (U+202E) in the title", raw: hostile(map[string]string{"title": `"Sync restored \u202Edetaer ton"`}), field: "title", reject: true},
+		{name: "zero-width space (U+200B, Cf) in the incident id", raw: hostile(map[string]string{"incident_id": `"inc\u200b-1"`}), field: "incident_id", reject: true},
 		{
-			name: "line separator (U+2028) in the title is not a line break",
-			raw:  hostile(map[string]string{"title": `"a\u2028b"`}),
+			name: "a right-to-left override in the body is kept (free text, not a subject)",
+			raw:  hostile(map[string]string{"body": `"a\u202Eb"`}),
 			check: func(t *testing.T, ev Event) {
-				if ev.Title != "a\u2028b" {
-					t.Errorf("title %q", ev.Title)
+				if ev.Body != "a\u202Eb" {
+					t.Errorf("body %q", ev.Body)
 				}
 			},
 		},

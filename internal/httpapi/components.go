@@ -41,8 +41,8 @@ func checkText(field, v string, maxLen int, multiline bool) error {
 		return fail(http.StatusUnprocessableEntity, field, "%s is %d characters, more than the limit of %d", field, n, maxLen)
 	}
 	for _, r := range v {
-		if r == 0 || (unicode.IsControl(r) && (!multiline || (r != '\n' && r != '\r' && r != '\t'))) {
-			return fail(http.StatusUnprocessableEntity, field, "%s must not contain control characters", field)
+		if r == 0 || (!multiline && event.UnsafeInLine(r)) || (multiline && unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t') {
+			return fail(http.StatusUnprocessableEntity, field, "%s must not contain control or formatting characters", field)
 		}
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/crier-dev/crier/internal/deliver"
@@ -167,8 +166,8 @@ func checkName(field, v string, p *problems) string {
 		return v
 	}
 	for _, r := range v {
-		if r == 0 || unicode.IsControl(r) {
-			p.add(field, ErrControlChar, field+" must not contain control characters")
+		if r == 0 || event.UnsafeInLine(r) {
+			p.add(field, ErrControlChar, field+" must not contain control or formatting characters")
 			break
 		}
 	}
