@@ -109,6 +109,9 @@ func Decode(raw []byte, now time.Time) (Event, error) {
 	if !utf8.Valid(raw) {
 		return Event{}, invalid("", "payload is not valid UTF-8")
 	}
+	if key, dup := DuplicateKey(raw); dup {
+		return Event{}, invalid(key, "appears more than once; send each field once")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var w wire

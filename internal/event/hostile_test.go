@@ -69,6 +69,7 @@ func TestDecodeHostile(t *testing.T) {
 		{name: "year 1", raw: hostile(map[string]string{"occurred_at": `"0001-01-01T00:00:00Z"`}), field: "occurred_at", reject: true},
 		{name: "unknown field", raw: []byte(`{"id":"h-1","__proto__":{}}`), field: "__proto__", reject: true},
 		{name: "two JSON values", raw: append(hostile(nil), hostile(nil)...), reject: true},
+		{name: "a key twice (the last would win)", raw: []byte(`{"id":"h-1","incident_id":"inc-h","kind":"incident","status":"investigating","impact":"major","impact":"none","title":"t","components":["emar"],"occurred_at":"2025-11-10T13:35:00Z"}`), field: "impact", reject: true},
 		{
 			name: "HTML and template syntax are kept as text",
 			raw:  hostile(map[string]string{"title": `"<script>alert(1)</script> {{.}}"`, "body": `"<img src=x onerror=alert(1)> {{template \"x\"}} {{.Title}}\r\n</body>"`}),

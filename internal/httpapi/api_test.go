@@ -619,3 +619,25 @@ func TestImportSubscribers(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateKeysAreRefused: a JSON body holding one key twice (which
+// encoding/json would read as the last) is refused with 400 naming it,
+// for events and for the rest of the API.
+func TestDuplicateKeysAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := strings.Replace(firstUpdate(t, ""), `"impact":"major"`, `"impact":"major","impact":"none"`, 1)
+	if !strings.Contains(body, `"impact":"none"`) {
+		t.Fatalf("the test event has no impact to repeat: %s", body)
+	}
+	for path, body := range map[string]string{
+		"/v1/events":      body,
+		"/v1/subscribers": `{"email":"a@example.org","components":["emar"],"email":"b@example.org"}`,
+	} {
+		a := b.call(t, "POST", path, body)
+		expectStatus(t, a, http.StatusBadRequest)
+		if m := a.json(t); m["field"] == nil || !strings.Contains(a.String(), "more than once") {
+			t.Errorf("POST %s: %s, want the repeated key named", path, a.body)
+		}
+	}
+}

@@ -23,6 +23,9 @@ func (a *API) postAlerts(source string) apiHandler {
 			return err
 		}
 		src := intake.Source{Via: source}
+		if err := wellFormedObject(raw); err != nil {
+			return err
+		}
 		p, err := alerting.Decode(raw)
 		if err == nil {
 			var ev event.Event

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/redact"
 	"github.com/crier-dev/crier/internal/store"
 )
@@ -176,6 +177,9 @@ func wellFormedObject(raw []byte) error {
 	}
 	if bytes.TrimSpace(raw)[0] != '{' {
 		return fail(http.StatusBadRequest, "", "the body must be a JSON object")
+	}
+	if key, dup := event.DuplicateKey(raw); dup {
+		return fail(http.StatusBadRequest, key, "the key %q appears more than once; send each field once", key)
 	}
 	return nil
 }
