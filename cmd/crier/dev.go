@@ -110,9 +110,9 @@ func ensureAPIToken(cfg *config.Config) string {
 	if len(cfg.APITokens) > 0 {
 		return ""
 	}
-	b := make([]byte, 12)
+	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	tok := "dev-" + hex.EncodeToString(b)
+	tok := "dev-" + hex.EncodeToString(b) // longer than config.MinAPITokenLen
 	cfg.APITokens = []string{tok}
 	return tok
 }

@@ -80,6 +80,7 @@ type Config struct {
 	LimitSMSClient        httpapi.Limit // CRIER_LIMIT_SMS_CLIENT, texted codes per client address, default 10/4h
 	LimitCodeClient       httpapi.Limit // CRIER_LIMIT_CODE_CLIENT, code entries per client address, default 20/200s
 	LimitSignInClient     httpapi.Limit // CRIER_LIMIT_SIGNIN_CLIENT, admin sign-in attempts per client address, default 10/5m
+	LimitAuthFailClient   httpapi.Limit // CRIER_LIMIT_AUTHFAIL_CLIENT, wrong bearer tokens and session cookies per client address, default 20/10m
 
 	// Alerts says how POST /v1/integrations/... notifications name
 	// components: CRIER_ALERT_COMPONENT_LABEL (default "component") and
@@ -142,6 +143,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LimitSMSClient:        r.limit("CRIER_LIMIT_SMS_CLIENT", httpapi.DefaultSMSPerClient),
 		LimitCodeClient:       r.limit("CRIER_LIMIT_CODE_CLIENT", httpapi.DefaultVerifyPerClient),
 		LimitSignInClient:     r.limit("CRIER_LIMIT_SIGNIN_CLIENT", httpapi.DefaultSignInPerClient),
+		LimitAuthFailClient:   r.limit("CRIER_LIMIT_AUTHFAIL_CLIENT", httpapi.DefaultAuthFailPerClient),
 
 		Alerts: alerting.Mapping{
 			ComponentLabel: r.str("CRIER_ALERT_COMPONENT_LABEL", alerting.DefaultComponentLabel),
@@ -159,7 +161,17 @@ func Load(getenv func(string) string) (Config, error) {
 }
 
 // check validates combinations of settings.
+// MinAPITokenLen is the shortest bearer token accepted in
+// CRIER_API_TOKENS: 32 characters of a random token are beyond guessing,
+// with the limit on wrong tokens or without.
+const MinAPITokenLen = 32
+
 func (c Config) check() error {
+	for i, t := range c.APITokens {
+		if n := len([]rune(t)); n < MinAPITokenLen {
+			return &Error{"CRIER_API_TOKENS", fmt.Sprintf("token %d of %d is %d characters; use at least %d random ones (openssl rand -hex 24)", i+1, len(c.APITokens), n, MinAPITokenLen)}
+		}
+	}
 	if c.SMTPURL != "" && c.MailFrom == "" {
 		return &Error{"CRIER_MAIL_FROM", "is required when CRIER_SMTP_URL is set"}
 	}

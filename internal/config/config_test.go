@@ -87,3 +87,17 @@ func TestAlertComponents(t *testing.T) {
 		}
 	}
 }
+
+// TestShortAPITokensAreRefused: a token shorter than 32 characters stops
+// start-up with one line naming the variable and not the token.
+func TestShortAPITokensAreRefused(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("k", MinAPITokenLen)
+	if _, err := load(map[string]string{"CRIER_API_TOKENS": long + "," + long + "x"}); err != nil {
+		t.Fatalf("32-character tokens refused: %v", err)
+	}
+	_, err := load(map[string]string{"CRIER_API_TOKENS": long + ",a-short-secret"})
+	if err == nil || !strings.HasPrefix(err.Error(), "CRIER_API_TOKENS: token 2 of 2 is 14 characters") || strings.Contains(err.Error(), "a-short-secret") {
+		t.Errorf("error %v", err)
+	}
+}

@@ -165,7 +165,15 @@ func deliveryBars(counts []store.StateCount) []deliveryBar {
 // in.
 func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 	if !a.adminAuthorized(r) {
-		a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{})
+		switch limited, err := a.authFailed(r); {
+		case err != nil:
+			a.unavailable(w, r, err)
+		case limited:
+			w.Header().Set("Retry-After", retryAfterSeconds(a.cfg.AuthFailPerClient))
+			a.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Error: "Too many attempts: wait a minute and try again."})
+		default:
+			a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{})
+		}
 		return
 	}
 	events, err := a.d.Store.RecentEvents(r.Context(), 0, dashboardEvents)

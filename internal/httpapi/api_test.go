@@ -32,7 +32,9 @@ func firstUpdate(t *testing.T, id string) string {
 
 func TestEveryRouteNeedsTheToken(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	// Many wrong tokens from one address: the limit on them is
+	// TestWrongTokensAreLimited's business.
+	b := setup(t, func(o *setupOptions) { o.cfg.AuthFailPerClient = httpapi.Limit{Every: time.Millisecond, Burst: 1000} })
 	routes := []struct{ method, path string }{
 		{"POST", "/v1/events"}, {"GET", "/v1/events"}, {"GET", "/v1/events/x"}, {"GET", "/v1/events/x/deliveries"},
 		{"GET", "/v1/components"}, {"PUT", "/v1/components/emar"}, {"DELETE", "/v1/components/emar"},
@@ -640,4 +642,28 @@ func TestDuplicateKeysAreRefused(t *testing.T) {
 			t.Errorf("POST %s: %s, want the repeated key named", path, a.body)
 		}
 	}
+}
+
+// TestWrongTokensAreLimited: after 20 wrong bearer tokens from one address
+// the API answers 429 with Retry-After rather than 401, and the admin page
+// likewise for wrong session cookies; the right token still works.
+func TestWrongTokensAreLimited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var codes []int
+	for range 25 {
+		a := b.request(t, "GET", "/v1/components", nil, "Authorization", "Bearer wrong-"+apiToken)
+		codes = append(codes, a.status)
+		if a.status == http.StatusTooManyRequests && a.header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if codes[19] != http.StatusUnauthorized || codes[20] != http.StatusTooManyRequests || codes[24] != http.StatusTooManyRequests {
+		t.Errorf("answers to 25 wrong tokens: %v; want 20 times 401, then 429", codes)
+	}
+	expectStatus(t, b.call(t, "GET", "/v1/components", ""), http.StatusOK)
+	a := b.request(t, "GET", "/admin", nil, "Cookie", "crier_admin=forged")
+	expectStatus(t, a, http.StatusTooManyRequests)
+	// Without credentials nothing is guessed, so nothing is counted.
+	expectStatus(t, b.request(t, "GET", "/v1/components", nil), http.StatusUnauthorized)
 }

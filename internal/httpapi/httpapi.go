@@ -93,13 +93,16 @@ type Limit struct {
 //     minutes), as Statuspage allows SMS subscriptions per IP: the defence
 //     against SMS pumping, which costs the sender per text;
 //   - code entries per client address: 20, then one every 10 seconds;
-//   - admin sign-in attempts per client address: 10, then one every 30 s.
+//   - admin sign-in attempts per client address: 10, then one every 30 s;
+//   - wrong bearer tokens and session cookies per client address: 20, then
+//     one every 30 s (the right token is never refused).
 var (
 	DefaultSubscribePerClient  = Limit{Every: time.Minute, Burst: 10}
 	DefaultSubscribePerAddress = Limit{Every: 10 * time.Minute, Burst: 3}
 	DefaultSMSPerClient        = Limit{Every: 24 * time.Minute, Burst: 10}
 	DefaultVerifyPerClient     = Limit{Every: 10 * time.Second, Burst: 20}
 	DefaultSignInPerClient     = Limit{Every: 30 * time.Second, Burst: 10}
+	DefaultAuthFailPerClient   = Limit{Every: 30 * time.Second, Burst: 20}
 )
 
 // Config configures the API and the pages. Zero fields take the defaults
@@ -145,6 +148,9 @@ type Config struct {
 	SMSPerClient        Limit
 	VerifyPerClient     Limit
 	SignInPerClient     Limit
+	// AuthFailPerClient limits the wrong bearer tokens and session cookies
+	// a client address may present: beyond it, 429 instead of 401.
+	AuthFailPerClient Limit
 	// Alerts says how monitoring notifications name components
 	// (POST /v1/integrations/...).
 	Alerts alerting.Mapping
@@ -196,6 +202,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.SMSPerClient, DefaultSMSPerClient)
 	def(&c.VerifyPerClient, DefaultVerifyPerClient)
 	def(&c.SignInPerClient, DefaultSignInPerClient)
+	def(&c.AuthFailPerClient, DefaultAuthFailPerClient)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -248,6 +255,7 @@ type API struct {
 	smsClient        *limiter
 	verifyClient     *limiter
 	signInClient     *limiter
+	authFailClient   *limiter
 
 	apiTokenHashes [][32]byte
 }
@@ -279,6 +287,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		smsClient:        newLimiter("sms-client", cfg.SMSPerClient, d.Store, d.Signer),
 		verifyClient:     newLimiter("verify-client", cfg.VerifyPerClient, d.Store, d.Signer),
 		signInClient:     newLimiter("signin-client", cfg.SignInPerClient, d.Store, d.Signer),
+		authFailClient:   newLimiter("authfail-client", cfg.AuthFailPerClient, d.Store, d.Signer),
 		apiTokenHashes:   hashTokens(cfg.APITokens),
 		intake:           intake.New(d.Store, d.Metrics, cfg.Now),
 	}

@@ -52,6 +52,15 @@ func (a *API) apiRoute(h apiHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if !a.validAPIToken(bearer(r)) {
+			if limited, err := a.authFailed(r); err != nil || limited {
+				if err != nil {
+					a.writeAPIError(w, r, err)
+					return
+				}
+				w.Header().Set("Retry-After", retryAfterSeconds(a.cfg.AuthFailPerClient))
+				writeJSON(w, http.StatusTooManyRequests, apiError{Error: "too many wrong tokens from this address; wait and try again"})
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crier"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing or invalid bearer token"})
 			return
@@ -111,6 +120,31 @@ func hashTokens(tokens []string) [][32]byte {
 		out[i] = sha256.Sum256([]byte(t))
 	}
 	return out
+}
+
+// authFailed counts a wrong bearer token or session cookie of r's client
+// against the deployment-wide limit, and reports whether the client is over
+// it. A request with no credentials at all is not counted: it guesses
+// nothing.
+func (a *API) authFailed(r *http.Request) (limited bool, err error) {
+	if bearer(r) == "" && r.Header.Get("Authorization") == "" {
+		if c, cerr := r.Cookie(sessionCookie); cerr != nil || c.Value == "" {
+			return false, nil
+		}
+	}
+	ok, err := a.authFailClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now())
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		a.d.Log.WarnContext(r.Context(), "wrong credentials rate-limited", "path", r.Pattern)
+	}
+	return !ok, nil
+}
+
+// retryAfterSeconds is a Retry-After value: the time to regain one try.
+func retryAfterSeconds(l Limit) string {
+	return strconv.Itoa(max(1, int(l.Every.Seconds())))
 }
 
 // validAPIToken compares tok with every configured token in constant time

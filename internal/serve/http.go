@@ -131,6 +131,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		SMSPerClient:        d.Config.LimitSMSClient,
 		VerifyPerClient:     d.Config.LimitCodeClient,
 		SignInPerClient:     d.Config.LimitSignInClient,
+		AuthFailPerClient:   d.Config.LimitAuthFailClient,
 		Alerts:              d.Config.Alerts,
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,

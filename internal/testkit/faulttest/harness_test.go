@@ -79,7 +79,7 @@ func exclusive(t *testing.T) {
 // Test credentials. They are distinctive so that the log scan can look for
 // them: none may appear in any process's output.
 const (
-	apiToken    = "tok-Fault-7c1e5d0f3a9b42e6b8d4"
+	apiToken    = "tok-Fault-7c1e5d0f3a9b42e6b8d4a0c6e2f1"
 	tokenSecret = "secret-for-signing-links-0123456789-abcdef"
 	mailFrom    = "Status <status@crier.example>"
 )

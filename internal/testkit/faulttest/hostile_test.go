@@ -91,7 +91,9 @@ func TestHostileEvents(t *testing.T) {
 	}
 	// Stored and sent, safely.
 	const (
-		markupTitle = "<script>alert(\"t\")</script> {{.}} ${jndi:x}\u2028Bcc: everyone@attacker.example"
+		// A line separator in a title is refused (event.UnsafeInLine); in
+		// the body it is text.
+		markupTitle = "<script>alert(\"t\")</script> {{.}} ${jndi:x} Bcc: everyone@attacker.example"
 		markupBody  = "<img src=x onerror=alert(1)> {{template \"email\" .}} {{.Title}}\r\n</body></html>\u2028Bcc: everyone@attacker.example"
 	)
 	markup := hostileJSON("h-markup", map[string]string{

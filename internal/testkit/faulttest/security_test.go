@@ -136,7 +136,9 @@ func TestSecurity(t *testing.T) {
 		return nil
 	})
 	s := &secWorld{world: w}
-	s.p = w.start("crier", map[string]string{"CRIER_LOG_LEVEL": "debug"})
+	// Many wrong tokens from one address: their limit is tested in
+	// TestWrongTokensAreLimitedAcrossProcesses.
+	s.p = w.start("crier", map[string]string{"CRIER_LOG_LEVEL": "debug", "CRIER_LIMIT_AUTHFAIL_CLIENT": "100000/1s"})
 	var err error
 	if s.signer, err = token.NewSigner([]byte(tokenSecret)); err != nil {
 		t.Fatal(err)
