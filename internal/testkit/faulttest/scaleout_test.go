@@ -46,7 +46,7 @@ func checkPace(t *testing.T, what string, at []time.Time, rate float64, publishe
 	}
 	burst := max(1, rate)
 	margin := burst + float64(extra) // the least room left under the bound
-	for i, a := range at { // sorted by paceOf
+	for i, a := range at {           // sorted by paceOf
 		allowed := burst + rate*a.Sub(published).Seconds() + float64(extra)
 		margin = min(margin, allowed-float64(i+1))
 		if float64(i+1) > allowed+1 {
