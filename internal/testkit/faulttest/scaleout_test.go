@@ -45,8 +45,9 @@ func checkPace(t *testing.T, what string, at []time.Time, rate float64, publishe
 		t.Errorf("%s: %.2f/s together, want %v/s within 5%%", what, steady, rate)
 	}
 	burst := max(1, rate)
-	margin := burst + float64(extra) // the least room left under the bound
-	for i, a := range at {           // sorted by paceOf
+	// margin is the least room left under the bound; at is sorted (paceOf).
+	margin := burst + float64(extra)
+	for i, a := range at {
 		allowed := burst + rate*a.Sub(published).Seconds() + float64(extra)
 		margin = min(margin, allowed-float64(i+1))
 		if float64(i+1) > allowed+1 {
