@@ -135,7 +135,21 @@ func TestConsumerCollector(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got = gather(t, c)
+	// JetStream counts a stored message into the consumer's pending
+	// shortly after it acknowledges the publish: read until it has.
+	settled := func(pending, ackPending float64) map[string]float64 {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := gather(t, c)
+			if got["crier_jetstream_consumer_pending_messages"+lbl] == pending && got["crier_jetstream_consumer_ack_pending_messages"+lbl] == ackPending ||
+				time.Now().After(deadline) {
+				return got
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	got = settled(3, 0)
 	if got["crier_jetstream_consumer_pending_messages"+lbl] != 3 || got["crier_jetstream_consumer_ack_pending_messages"+lbl] != 0 {
 		t.Errorf("three published: %v", got)
 	}
@@ -152,7 +166,7 @@ func TestConsumerCollector(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("fetched %d, want 2", n)
 	}
-	got = gather(t, c)
+	got = settled(1, 2)
 	if got["crier_jetstream_consumer_pending_messages"+lbl] != 1 || got["crier_jetstream_consumer_ack_pending_messages"+lbl] != 2 {
 		t.Errorf("two fetched: %v", got)
 	}
