@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ type Config struct {
 	TwilioAPIURL              string // CRIER_TWILIO_API_URL
 
 	APITokens []string // CRIER_API_TOKENS, comma-separated
+	// TrustedProxies is CRIER_TRUSTED_PROXIES: the reverse proxies (CIDRs or
+	// addresses, comma-separated) whose CRIER_CLIENT_IP_HEADER counts.
+	TrustedProxies []netip.Prefix
 	// ClientIPHeader is CRIER_CLIENT_IP_HEADER: a header set by a trusted
 	// reverse proxy (e.g. X-Forwarded-For) holding the client address that
 	// the subscribe page's rate limits key on. Empty: the peer address.
@@ -119,6 +123,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		APITokens:      r.list("CRIER_API_TOKENS"),
 		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
+		TrustedProxies: r.prefixes("CRIER_TRUSTED_PROXIES"),
 
 		EmailRate:       r.float("CRIER_EMAIL_RATE", 0),
 		SMSRate:         r.float("CRIER_SMS_RATE", sms.DefaultRatePerSecond),
@@ -167,6 +172,9 @@ func Load(getenv func(string) string) (Config, error) {
 const MinAPITokenLen = 32
 
 func (c Config) check() error {
+	if c.ClientIPHeader != "" && len(c.TrustedProxies) == 0 {
+		return &Error{"CRIER_TRUSTED_PROXIES", "is required with CRIER_CLIENT_IP_HEADER: name the reverse proxies whose header counts, or anyone can choose their address"}
+	}
 	for i, t := range c.APITokens {
 		if n := len([]rune(t)); n < MinAPITokenLen {
 			return &Error{"CRIER_API_TOKENS", fmt.Sprintf("token %d of %d is %d characters; use at least %d random ones (openssl rand -hex 24)", i+1, len(c.APITokens), n, MinAPITokenLen)}
@@ -307,6 +315,24 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// prefixes reads comma-separated CIDRs or addresses.
+func (r *reader) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, entry := range r.list(name) {
+		p, err := netip.ParsePrefix(entry)
+		if err != nil {
+			a, aerr := netip.ParseAddr(entry)
+			if aerr != nil {
+				r.fail(name, "must be CIDRs or addresses separated by commas, such as 10.0.0.0/8, not %q", entry)
+				return nil
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 // componentMap reads "label=value:component,...".

@@ -101,3 +101,22 @@ func TestShortAPITokensAreRefused(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestTrustedProxies: CRIER_CLIENT_IP_HEADER needs CRIER_TRUSTED_PROXIES,
+// read as CIDRs or addresses.
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	if _, err := load(map[string]string{"CRIER_CLIENT_IP_HEADER": "X-Forwarded-For"}); err == nil || !strings.HasPrefix(err.Error(), "CRIER_TRUSTED_PROXIES: is required") {
+		t.Errorf("header without trusted proxies: %v", err)
+	}
+	c, err := load(map[string]string{"CRIER_CLIENT_IP_HEADER": "X-Forwarded-For", "CRIER_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1, 2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.TrustedProxies) != 3 || c.TrustedProxies[1].String() != "192.0.2.1/32" {
+		t.Errorf("trusted proxies %v", c.TrustedProxies)
+	}
+	if _, err := load(map[string]string{"CRIER_TRUSTED_PROXIES": "proxy.internal"}); err == nil || !strings.HasPrefix(err.Error(), "CRIER_TRUSTED_PROXIES: must be CIDRs") {
+		t.Errorf("a host name: %v", err)
+	}
+}

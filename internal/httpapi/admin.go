@@ -57,7 +57,7 @@ type loginView struct {
 }
 
 func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
-	if ok, err := a.signInClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()); err != nil {
+	if ok, err := a.signInClient.allow(r.Context(), a.client(r), a.cfg.Now()); err != nil {
 		a.unavailable(w, r, err)
 		return
 	} else if !ok {

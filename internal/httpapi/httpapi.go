@@ -60,6 +60,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -154,6 +155,9 @@ type Config struct {
 	// Alerts says how monitoring notifications name components
 	// (POST /v1/integrations/...).
 	Alerts alerting.Mapping
+	// TrustedProxies are the reverse proxies whose ClientIPHeader is
+	// believed (see clientKey); the header of any other peer is ignored.
+	TrustedProxies []netip.Prefix
 	// ClientIPHeader, when set, names a header set by a trusted reverse
 	// proxy holding the client address (the last entry of a list is used,
 	// as X-Forwarded-For appends). Empty means the connection's address.

@@ -132,7 +132,7 @@ func (a *API) authFailed(r *http.Request) (limited bool, err error) {
 			return false, nil
 		}
 	}
-	ok, err := a.authFailClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now())
+	ok, err := a.authFailClient.allow(r.Context(), a.client(r), a.cfg.Now())
 	if err != nil {
 		return false, err
 	}

@@ -42,35 +42,64 @@ func (l *limiter) allow(ctx context.Context, key string, now time.Time) (bool, e
 	return ok, nil
 }
 
-// clientKey is the rate-limiting key of a request's client: its IP address,
-// or for IPv6 its /64 network (one subscriber line usually holds a whole
-// /64). header, when set, names a header from a trusted proxy whose last
-// entry is the client address.
-func clientKey(r *http.Request, header string) string {
-	raw := ""
-	if header != "" {
-		if v := r.Header.Values(header); len(v) > 0 {
-			last := v[len(v)-1]
-			if i := strings.LastIndexByte(last, ','); i >= 0 {
-				last = last[i+1:]
-			}
-			raw = strings.TrimSpace(last)
-		}
-	}
-	if raw == "" {
-		raw = r.RemoteAddr
-		if host, _, err := net.SplitHostPort(raw); err == nil {
-			raw = host
-		}
-	}
-	addr, err := netip.ParseAddr(raw)
-	if err != nil {
+// clientKey is the rate-limiting key of a request's client: its IP
+// address, or for IPv6 its /64 network (one subscriber line usually holds a
+// whole /64). header, when set, names a header that reverse proxies append
+// the client address to (X-Forwarded-For); it counts only when the peer is
+// one of the trusted proxies, and then the right-most address in it that is
+// not a trusted proxy is the client: what a client writes there itself is
+// to the left of what the proxies appended, and is never believed.
+func clientKey(r *http.Request, header string, trusted []netip.Prefix) string {
+	client, ok := peerAddr(r.RemoteAddr)
+	if !ok {
 		return "unknown"
 	}
-	addr = addr.Unmap().WithZone("")
-	if addr.Is6() {
-		p, _ := addr.Prefix(64)
+	if header != "" && isTrusted(client, trusted) {
+		entries := strings.Split(strings.Join(r.Header.Values(header), ","), ",")
+		for i := len(entries) - 1; i >= 0; i-- {
+			entry := strings.TrimSpace(entries[i])
+			if entry == "" {
+				continue
+			}
+			addr, err := netip.ParseAddr(entry)
+			if err != nil {
+				return "unknown" // a proxy wrote what it should not: keep together
+			}
+			client = addr.Unmap().WithZone("")
+			if !isTrusted(client, trusted) {
+				break
+			}
+		}
+	}
+	if client.Is6() {
+		p, _ := client.Prefix(64)
 		return p.String()
 	}
-	return addr.String()
+	return client.String()
+}
+
+// peerAddr is the IP address of a connection's remote address.
+func peerAddr(remote string) (netip.Addr, bool) {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		remote = host
+	}
+	addr, err := netip.ParseAddr(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return addr.Unmap().WithZone(""), true
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// client is clientKey of r with the API's configuration.
+func (a *API) client(r *http.Request) string {
+	return clientKey(r, a.cfg.ClientIPHeader, a.cfg.TrustedProxies)
 }

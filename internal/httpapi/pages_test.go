@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -325,7 +326,10 @@ func TestSubscribeDoesNotTellKnownAddresses(t *testing.T) {
 
 func TestSubscribeRateLimits(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *setupOptions) { o.cfg.ClientIPHeader = "X-Forwarded-For" })
+	b := setup(t, func(o *setupOptions) {
+		o.cfg.ClientIPHeader = "X-Forwarded-For"
+		o.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // the test client
+	})
 	num := "+447400123456"
 	b.secret(num)
 	// Per number, whatever the client: three texts, then no more.

@@ -60,7 +60,7 @@ func (a *API) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	if ok, err := a.subscribeClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), now); err != nil || !ok {
+	if ok, err := a.subscribeClient.allow(r.Context(), a.client(r), now); err != nil || !ok {
 		if err == nil {
 			a.d.Log.WarnContext(r.Context(), "subscribe rate-limited", "limit", "client")
 		}
@@ -155,7 +155,7 @@ func componentsProblem(fe *subscriber.FieldError, none string) string {
 func (a *API) addressAllowed(r *http.Request, req subscriber.Details, now time.Time) (bool, error) {
 	ctx := r.Context()
 	if req.Phone != "" {
-		ok, err := a.smsClient.allow(ctx, clientKey(r, a.cfg.ClientIPHeader), now)
+		ok, err := a.smsClient.allow(ctx, a.client(r), now)
 		if err != nil || !ok {
 			if err == nil {
 				a.d.Log.WarnContext(ctx, "subscribe rate-limited", "limit", "sms-client")
@@ -235,7 +235,7 @@ func (a *API) verifyCode(w http.ResponseWriter, r *http.Request) {
 		a.renderMessage(w, r, http.StatusBadRequest, message{Heading: "The form could not be read", Text: []string{"Please go back and try again."}})
 		return
 	}
-	if ok, err := a.verifyClient.allow(r.Context(), clientKey(r, a.cfg.ClientIPHeader), a.cfg.Now()); err != nil || !ok {
+	if ok, err := a.verifyClient.allow(r.Context(), a.client(r), a.cfg.Now()); err != nil || !ok {
 		a.limited(w, r, err)
 		return
 	}

@@ -125,6 +125,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		PublicURL:      d.Config.PublicURL,
 		PhoneRegion:    d.Config.PhoneRegion,
 		ClientIPHeader: d.Config.ClientIPHeader,
+		TrustedProxies: d.Config.TrustedProxies,
 
 		SubscribePerClient:  d.Config.LimitSubscribeClient,
 		SubscribePerAddress: d.Config.LimitSubscribeAddress,

@@ -2,6 +2,7 @@ package faulttest
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,5 +54,27 @@ func TestWrongTokensAreLimitedAcrossProcesses(t *testing.T) {
 		if code, _ := p.do(http.MethodGet, "/v1/components", "", nil, http.Header{"Authorization": {"Bearer " + apiToken}}); code != http.StatusOK {
 			t.Errorf("%s: the right token got %d", p.name, code)
 		}
+	}
+}
+
+// TestClientIPHeaderOnlyFromTrustedProxies: with CRIER_CLIENT_IP_HEADER set
+// and a trusted proxy range that the test client is not in, a rotating
+// X-Forwarded-For buys no fresh bucket: wrong sign-ins from one peer are
+// limited after 10 as if the header were absent.
+func TestClientIPHeaderOnlyFromTrustedProxies(t *testing.T) {
+	exclusive(t)
+	w := newWorld(t, worldOptions{})
+	p := w.start("crier", map[string]string{"CRIER_CLIENT_IP_HEADER": "X-Forwarded-For", "CRIER_TRUSTED_PROXIES": "10.0.0.0/8"})
+	limited := 0
+	for i := range 25 {
+		code, _ := p.do(http.MethodPost, "/admin/login", "application/x-www-form-urlencoded",
+			strings.NewReader("token=wrong-token-wrong-token-wrong-token"),
+			http.Header{"X-Forwarded-For": {fmt.Sprintf("198.51.100.%d", i+1)}})
+		if code == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 15 {
+		t.Errorf("%d of 25 wrong sign-ins with rotating X-Forwarded-For from an untrusted peer were limited, want 15 (after the first 10)", limited)
 	}
 }
