@@ -66,20 +66,13 @@ type Mapping struct {
 // DefaultComponentLabel is the label read when Mapping names none.
 const DefaultComponentLabel = "component"
 
-// Error is a notification that cannot become an event; Field names the
-// part at fault, as event.ValidationError does.
-type Error struct {
-	Field  string
-	Reason string
-}
-
-func (e *Error) Error() string { return "alert notification: " + e.Field + ": " + e.Reason }
-
-// Decode reads a notification.
+// Decode reads a notification. A notification that cannot become an event
+// (here or in Mapping.Event) is an *event.ValidationError naming the part
+// at fault.
 func Decode(raw []byte) (Payload, error) {
 	var p Payload
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return Payload{}, &Error{Field: "payload", Reason: "not an alert notification: " + err.Error()}
+		return Payload{}, &event.ValidationError{Reason: "not an alert notification: " + err.Error()}
 	}
 	return p, nil
 }
@@ -94,13 +87,13 @@ func (m Mapping) Event(source string, p Payload) (event.Event, error) {
 	case "resolved":
 		status = "resolved"
 	default:
-		return event.Event{}, &Error{Field: "status", Reason: fmt.Sprintf("must be firing or resolved, not %q", p.Status)}
+		return event.Event{}, &event.ValidationError{Field: "status", Reason: fmt.Sprintf("must be firing or resolved, not %q", p.Status)}
 	}
 	if p.GroupKey == "" {
-		return event.Event{}, &Error{Field: "groupKey", Reason: "is required: it names the incident"}
+		return event.Event{}, &event.ValidationError{Field: "groupKey", Reason: "is required: it names the incident"}
 	}
 	if len(p.Alerts) == 0 {
-		return event.Event{}, &Error{Field: "alerts", Reason: "is empty"}
+		return event.Event{}, &event.ValidationError{Field: "alerts", Reason: "is empty"}
 	}
 	components, err := m.components(p)
 	if err != nil {
@@ -132,7 +125,7 @@ func (m Mapping) components(p Payload) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, &Error{Field: "alerts.labels." + label, Reason: fmt.Sprintf("no alert has a %q label or a label mapped to a component (CRIER_ALERT_COMPONENTS)", label)}
+		return nil, &event.ValidationError{Field: "alerts.labels." + label, Reason: fmt.Sprintf("no alert has a %q label or a label mapped to a component (CRIER_ALERT_COMPONENTS)", label)}
 	}
 	return out, nil
 }
@@ -233,14 +226,13 @@ func occurredAt(p Payload) time.Time {
 	return at.UTC().Truncate(time.Millisecond)
 }
 
+// merged is an alert's labels over the group's common ones.
 func merged(common, own map[string]string) map[string]string {
-	out := make(map[string]string, len(common)+len(own))
-	for k, v := range common {
-		out[k] = v
+	out := maps.Clone(common)
+	if out == nil {
+		out = make(map[string]string, len(own))
 	}
-	for k, v := range own {
-		out[k] = v
-	}
+	maps.Copy(out, own)
 	return out
 }
 

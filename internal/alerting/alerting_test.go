@@ -76,7 +76,7 @@ func TestGrafanaDocumentedPayload(t *testing.T) {
 	p := load(t, "grafana-firing.json")
 	if _, err := (Mapping{}).Event("grafana", p); err == nil {
 		t.Fatal("alerts without a component label nor a mapping became an event")
-	} else if e := (*Error)(nil); !errors.As(err, &e) || e.Field != "alerts.labels.component" {
+	} else if e := (*event.ValidationError)(nil); !errors.As(err, &e) || e.Field != "alerts.labels.component" {
 		t.Errorf("error %v, want one naming alerts.labels.component", err)
 	}
 	m := Mapping{Components: map[string]string{"zone=us-1": "atlas-sync/sync-pod-a", "zone=eu-1": "atlas-sync/sync-pod-b"}}
@@ -101,7 +101,7 @@ func TestBadNotifications(t *testing.T) {
 		p := load(t, "alertmanager-firing.json")
 		edit(&p)
 		_, err := Mapping{}.Event("alertmanager", p)
-		var e *Error
+		var e *event.ValidationError
 		if !errors.As(err, &e) || e.Field != name {
 			t.Errorf("%s: error %v, want one naming %s", name, err, name)
 		}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/crier-dev/crier/internal/redact"
 )
 
 // Probe backoff of a paused channel: the first probe a second after the
@@ -43,7 +45,9 @@ func (w *Worker) Status() ChannelStatus {
 	defer p.mu.Unlock()
 	st := ChannelStatus{Channel: w.cfg.Channel, Up: p.fault == nil}
 	if p.fault != nil {
-		st.Cause, st.Since, st.NextProbe = p.fault.Error(), p.since, p.nextProbe
+		// The cause can name the recipient of the send that found the
+		// fault: mask it, as reports do.
+		st.Cause, st.Since, st.NextProbe = redact.String(p.fault.Error()), p.since, p.nextProbe
 	}
 	return st
 }

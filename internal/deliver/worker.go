@@ -615,11 +615,6 @@ func (w *Worker) record(batch []store.Outcome) {
 		<-time.After(min(100*time.Millisecond<<min(attempt, 5), 3*time.Second))
 	}
 	var sent, retry, failed, released int
-	defer func() {
-		if sent > 0 {
-			w.recordedSent.Store(true) // for applyKeptLoop
-		}
-	}()
 	for _, o := range batch {
 		switch o.Outcome {
 		case store.OutcomeSent:
@@ -631,6 +626,9 @@ func (w *Worker) record(batch []store.Outcome) {
 		case store.OutcomeReleased:
 			released++
 		}
+	}
+	if sent > 0 {
+		w.recordedSent.Store(true) // for applyKeptLoop
 	}
 	w.log.InfoContext(ctx, "delivery batch recorded", "channel", w.cfg.Channel, "count", len(batch),
 		"sent", sent, "retry", retry, "failed", failed, "released", released)

@@ -27,26 +27,29 @@ func (a *API) postAlerts(source string) apiHandler {
 			return err
 		}
 		p, err := alerting.Decode(raw)
-		if err == nil {
-			var ev event.Event
-			if ev, err = a.cfg.Alerts.Event(source, p); err == nil {
-				return a.admitAndPublish(w, r, ev, src)
-			}
+		if err != nil {
+			return a.refuseNotification(r, raw, src, http.StatusBadRequest, err)
 		}
-		var ae *alerting.Error
-		if !errors.As(err, &ae) {
-			return err
+		ev, err := a.cfg.Alerts.Event(source, p)
+		if err != nil {
+			return a.refuseNotification(r, raw, src, http.StatusUnprocessableEntity, err)
 		}
-		a.intake.Received(src)
-		if rerr := a.intake.Reject(r.Context(), raw, "", src, &event.ValidationError{Field: ae.Field, Reason: ae.Reason}); rerr != nil {
-			a.d.Log.WarnContext(r.Context(), "record rejected notification", "source", source, "error", rerr)
-		}
-		status := http.StatusUnprocessableEntity
-		if ae.Field == "payload" {
-			status = http.StatusBadRequest
-		}
-		return fail(status, ae.Field, "%s", ae.Error())
+		return a.admitAndPublish(w, r, ev, src)
 	}
+}
+
+// refuseNotification records a notification that cannot become an event
+// with the rejected events, and answers status naming the field at fault.
+func (a *API) refuseNotification(r *http.Request, raw []byte, src intake.Source, status int, err error) error {
+	var verr *event.ValidationError
+	if !errors.As(err, &verr) {
+		return err
+	}
+	a.intake.Received(src)
+	if rerr := a.intake.Reject(r.Context(), raw, "", src, verr); rerr != nil {
+		a.d.Log.WarnContext(r.Context(), "record rejected notification", "source", src.Via, "error", rerr)
+	}
+	return fail(status, verr.Field, "%s", verr.Error())
 }
 
 // admitAndPublish admits ev as the fan-out consumer will (its components

@@ -115,6 +115,11 @@ func TestRelayWithoutSTARTTLSPausesEmail(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(page, "email is paused") || !strings.Contains(page, "STARTTLS") {
 		t.Errorf("dashboard (%d) does not show the paused channel and its cause", code)
 	}
+	for _, s := range subs {
+		if strings.Contains(page, s.email) {
+			t.Errorf("the dashboard shows %s in full in the cause", s.email)
+		}
+	}
 
 	plain.Stop()
 	tls := mailpittest.StartWith(t, mailpittest.Options{SMTPPort: plain.SMTPPort, TLSCert: cert, TLSKey: key})
