@@ -13,8 +13,11 @@ import (
 
 // sessionCookie is the admin dashboard's session cookie. Its value is a
 // token.Signer token for PurposeAdminSession and the API token signed in
-// with: an HMAC of the API token (never the token itself) whose version is
-// the session's expiry.
+// with (an HMAC of it, never the token itself), whose id is the session's
+// row in admin_sessions and whose version is its expiry. A session is
+// valid while its row lives: signing out deletes it, on every process at
+// once, and "sign out everywhere" deletes them all. Removing the API token
+// from CRIER_API_TOKENS ends the sessions signed in with it.
 const sessionCookie = "crier_admin"
 
 // dashboardEvents is how many recent events the dashboard shows.
@@ -22,28 +25,38 @@ const dashboardEvents = 50
 
 func sessionPurpose(apiToken string) string { return token.PurposeAdminSession + ":" + apiToken }
 
-func (a *API) sessionValue(apiToken string, expires time.Time) string {
-	return a.d.Signer.Make(sessionPurpose(apiToken), 0, uint32(expires.Unix()))
-}
-
-// adminAuthorized reports whether the request carries a valid session
-// cookie or a valid bearer token.
-func (a *API) adminAuthorized(r *http.Request) bool {
-	if a.validAPIToken(bearer(r)) {
-		return true
-	}
+// session returns the id of the live session the request's cookie names,
+// or 0 when it names none.
+func (a *API) session(r *http.Request) (int64, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return false
+		return 0, nil
 	}
-	now := a.cfg.Now().Unix()
-	ok := false
+	now := a.cfg.Now()
+	var id int64
 	for _, t := range a.cfg.APITokens {
-		if _, exp, err := a.d.Signer.Verify(sessionPurpose(t), c.Value); err == nil && int64(exp) > now {
-			ok = true
+		if sid, exp, err := a.d.Signer.Verify(sessionPurpose(t), c.Value); err == nil && int64(exp) > now.Unix() {
+			id = sid
 		}
 	}
-	return ok
+	if id <= 0 {
+		return 0, nil
+	}
+	live, err := a.d.Store.AdminSessionLive(r.Context(), id, now)
+	if err != nil || !live {
+		return 0, err
+	}
+	return id, nil
+}
+
+// adminAuthorized reports whether the request carries a valid bearer token
+// or the cookie of a live session.
+func (a *API) adminAuthorized(r *http.Request) (bool, error) {
+	if a.validAPIToken(bearer(r)) {
+		return true, nil
+	}
+	id, err := a.session(r)
+	return id != 0, err
 }
 
 // secure reports whether cookies must be Secure: the request came over
@@ -76,21 +89,81 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{Error: "That is not a valid API token."})
 		return
 	}
-	expires := a.cfg.Now().Add(a.cfg.SessionTTL)
+	now := a.cfg.Now()
+	expires := now.Add(a.cfg.SessionTTL)
+	id, err := a.d.Store.StartAdminSession(r.Context(), now, expires)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: a.sessionValue(tok, expires), Path: "/admin",
+		Name: sessionCookie, Value: a.d.Signer.Make(sessionPurpose(tok), id, uint32(expires.Unix())), Path: "/admin",
 		MaxAge: int(a.cfg.SessionTTL / time.Second), HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode,
 	})
 	a.d.Log.InfoContext(r.Context(), "admin signed in")
 	http.Redirect(w, r, "/admin", http.StatusSeeOther)
 }
 
+// signOut ends the request's session, if it has one, and clears the
+// cookie.
 func (a *API) signOut(w http.ResponseWriter, r *http.Request) {
+	id, err := a.session(r)
+	if err == nil && id != 0 {
+		err = a.d.Store.EndAdminSession(r.Context(), id)
+	}
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	a.clearSession(w, r)
+	http.Redirect(w, r, "/admin", http.StatusSeeOther)
+}
+
+// signOutEverywhere ends every admin session, on every process; only a
+// signed-in administrator (or a bearer token) may.
+func (a *API) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
+	if !a.requireAdmin(w, r) {
+		return
+	}
+	n, err := a.d.Store.EndAllAdminSessions(r.Context(), a.cfg.Now())
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	a.d.Log.InfoContext(r.Context(), "admin sessions ended everywhere", "sessions", n)
+	a.clearSession(w, r)
+	http.Redirect(w, r, "/admin", http.StatusSeeOther)
+}
+
+func (a *API) clearSession(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: "", Path: "/admin", MaxAge: -1,
 		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode,
 	})
-	http.Redirect(w, r, "/admin", http.StatusSeeOther)
+}
+
+// requireAdmin answers the request with the sign-in form (401, or 429 once
+// a client has presented too many wrong credentials) unless it is
+// authorised, and reports whether it is.
+func (a *API) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
+	ok, err := a.adminAuthorized(r)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return false
+	}
+	if ok {
+		return true
+	}
+	switch limited, err := a.authFailed(r); {
+	case err != nil:
+		a.unavailable(w, r, err)
+	case limited:
+		w.Header().Set("Retry-After", retryAfterSeconds(a.cfg.AuthFailPerClient))
+		a.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Error: "Too many attempts: wait a minute and try again."})
+	default:
+		a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{})
+	}
+	return false
 }
 
 // Dashboard view.
@@ -164,16 +237,7 @@ func deliveryBars(counts []store.StateCount) []deliveryBar {
 // dashboard lists recent events with their delivery bars, or asks to sign
 // in.
 func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
-	if !a.adminAuthorized(r) {
-		switch limited, err := a.authFailed(r); {
-		case err != nil:
-			a.unavailable(w, r, err)
-		case limited:
-			w.Header().Set("Retry-After", retryAfterSeconds(a.cfg.AuthFailPerClient))
-			a.render(w, r, http.StatusTooManyRequests, "login", "Sign in", loginView{Error: "Too many attempts: wait a minute and try again."})
-		default:
-			a.render(w, r, http.StatusUnauthorized, "login", "Sign in", loginView{})
-		}
+	if !a.requireAdmin(w, r) {
 		return
 	}
 	events, err := a.d.Store.RecentEvents(r.Context(), 0, dashboardEvents)

@@ -46,7 +46,8 @@
 //	POST /unsubscribe/{token}           unsubscribes at once, also RFC 8058 one-click
 //	GET  /admin                         sign-in form, or the dashboard of recent events with delivery bars
 //	POST /admin/login                   sign in with an API token: a session cookie holding an HMAC of it
-//	POST /admin/logout
+//	POST /admin/logout                  end this session (server-side: the cookie stops working everywhere)
+//	POST /admin/logout-everywhere       end every admin session (signed in, or with a bearer token)
 //
 // Rate limits on subscribing, entering codes and signing in are token
 // buckets kept in this process's memory, per client address and per email
@@ -344,6 +345,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	page("GET /admin", a.dashboard)
 	page("POST /admin/login", a.signIn)
 	page("POST /admin/logout", a.signOut)
+	page("POST /admin/logout-everywhere", a.signOutEverywhere)
 }
 
 // Handler returns a handler serving every route, for tests and for

@@ -16,6 +16,7 @@ import (
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/testkit/incidenttest"
+	"github.com/crier-dev/crier/internal/token"
 )
 
 var (
@@ -598,11 +599,36 @@ func TestAdminSignIn(t *testing.T) {
 	b.now.advance(13 * time.Hour)
 	expectStatus(t, withCookie(c.Value), http.StatusUnauthorized)
 	b.now.advance(-13 * time.Hour)
-	// Signing out clears the cookie.
+	// A cookie made with the right key and token but for no session that
+	// was started is refused: the session lives on the server.
+	forged := b.signer.Make(token.PurposeAdminSession+":"+apiToken, 1<<40, uint32(b.now.Now().Add(time.Hour).Unix()))
+	expectStatus(t, withCookie(forged), http.StatusUnauthorized)
+	// Signing out clears the cookie and ends the session: the old cookie,
+	// kept by whoever copied it, opens nothing.
 	a = b.post(t, "/admin/logout", nil, "Cookie", "crier_admin="+c.Value)
 	expectStatus(t, a, http.StatusSeeOther)
 	if cs := (&http.Response{Header: a.header}).Cookies(); len(cs) != 1 || cs[0].MaxAge >= 0 {
 		t.Errorf("sign-out cookies %v", cs)
+	}
+	expectStatus(t, withCookie(c.Value), http.StatusUnauthorized)
+
+	// Sign out everywhere ends every session, not only the caller's.
+	var sessions []string
+	for range 3 {
+		a = b.post(t, "/admin/login", url.Values{"token": {apiToken}})
+		expectStatus(t, a, http.StatusSeeOther)
+		v := (&http.Response{Header: a.header}).Cookies()[0].Value
+		b.secret(v)
+		expectStatus(t, withCookie(v), http.StatusOK)
+		sessions = append(sessions, v)
+	}
+	expectStatus(t, b.post(t, "/admin/logout-everywhere", nil), http.StatusUnauthorized)
+	expectStatus(t, withCookie(sessions[2]), http.StatusOK)
+	expectStatus(t, b.post(t, "/admin/logout-everywhere", nil, "Cookie", "crier_admin="+sessions[0]), http.StatusSeeOther)
+	for i, v := range sessions {
+		if a := withCookie(v); a.status != http.StatusUnauthorized {
+			t.Errorf("session %d after signing out everywhere: %d", i, a.status)
+		}
 	}
 
 	// Over HTTPS the cookie is Secure.

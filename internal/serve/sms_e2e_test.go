@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -216,19 +217,12 @@ func TestInboundStopStartHelp(t *testing.T) {
 	t.Parallel()
 	c, tw := startSMS(t)
 	ctx := context.Background()
+	// Every message Twilio forwards has its own MessageSid.
+	sids := 0
 	inbound := func(from, body string) (int, string) {
-		form := url.Values{"From": {from}, "To": {"+447400999999"}, "Body": {body}, "MessageSid": {"SM11111111111111111111111111111111"}, "AccountSid": {tw.AccountSID()}}
-		u := c.baseURL + "/webhooks/twilio/inbound"
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("X-Twilio-Signature", twiliotest.Signature(tw.AuthToken(), u, form))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		sids++
+		return postInbound(t, c.baseURL, tw, url.Values{"From": {from}, "To": {"+447400999999"}, "Body": {body},
+			"MessageSid": {fmt.Sprintf("SM%032x", sids)}, "AccountSid": {tw.AccountSID()}})
 	}
 	optedOut := func() bool {
 		var v bool
@@ -272,6 +266,106 @@ func TestInboundStopStartHelp(t *testing.T) {
 	}
 	if code, _ := inbound(numEmar, "stopping by later"); code != 200 || optedOut() {
 		t.Errorf("an ordinary message opted the sender out")
+	}
+}
+
+// postInbound posts form, signed, to crier's inbound webhook as Twilio
+// would.
+func postInbound(t *testing.T, baseURL string, tw *twiliotest.Server, form url.Values) (int, string) {
+	t.Helper()
+	u := baseURL + "/webhooks/twilio/inbound"
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", twiliotest.Signature(tw.AuthToken(), u, form))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestReplayedWebhooksChangeNothing: a validly signed START captured and
+// replayed after the subscriber texted STOP does not opt them in again,
+// and a replayed 21610 report does not opt out a number that has texted
+// START since.
+func TestReplayedWebhooksChangeNothing(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	ctx := context.Background()
+	if _, err := c.store.Pool().Exec(ctx, `UPDATE subscribers SET sms_confirmed_at = now() WHERE phone = $1`, numEmar); err != nil {
+		t.Fatal(err)
+	}
+	optedOut := func() bool {
+		var v bool
+		if err := c.store.Pool().QueryRow(ctx, `SELECT sms_opted_out_at IS NOT NULL FROM subscribers WHERE phone = $1`, numEmar).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	msg := func(sid, body string) url.Values {
+		return url.Values{"From": {numEmar}, "To": {"+447400999999"}, "Body": {body}, "MessageSid": {sid}, "AccountSid": {tw.AccountSID()}}
+	}
+	start := msg("SM0000000000000000000000000000start", "START")
+	stop := msg("SM00000000000000000000000000000stop", "STOP")
+	for _, step := range []struct {
+		name     string
+		form     url.Values
+		optedOut bool
+	}{
+		{"STOP", stop, true},
+		{"START", start, false},
+		{"STOP again, a new message", msg("SM000000000000000000000000000stop2", "STOP"), true},
+		{"the first START replayed", start, true},
+		{"the first STOP replayed after a new START", stop, false},
+	} {
+		if step.name == "the first STOP replayed after a new START" {
+			if code, _ := postInbound(t, c.baseURL, tw, msg("SM00000000000000000000000000start2", "start")); code != 200 || optedOut() {
+				t.Fatalf("a new START: %d, opted out %t", code, optedOut())
+			}
+		}
+		if code, _ := postInbound(t, c.baseURL, tw, step.form); code != 200 || optedOut() != step.optedOut {
+			t.Errorf("%s: %d, opted out %t; want %t", step.name, code, optedOut(), step.optedOut)
+		}
+	}
+	if code, body := postInbound(t, c.baseURL, tw, url.Values{"From": {numEmar}, "Body": {"STOP"}}); code != http.StatusBadRequest || optedOut() {
+		t.Errorf("an inbound text without a MessageSid: %d %q, opted out %t; want 400 and no change", code, body, optedOut())
+	}
+
+	// A 21610 report opts the number out; replayed after the recipient
+	// texted START, it does not again.
+	ev := incidenttest.Updates()[2] // emar, capa
+	c.publish(t, ev)
+	c.waitSettled(t, ev.ID)
+	var sid string
+	if err := c.store.Pool().QueryRow(ctx, `SELECT provider_id FROM deliveries WHERE event_id = $1 AND address = $2`, ev.ID, numEmar).Scan(&sid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store.Pool().Exec(ctx, `UPDATE deliveries SET state = 'sent' WHERE provider_id = $1`, sid); err != nil {
+		t.Fatal(err)
+	}
+	report := func() {
+		t.Helper()
+		resp, err := tw.ReportStatus(ctx, sid, "undelivered", 21610)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("21610 report: %d", resp.StatusCode)
+		}
+	}
+	report()
+	if !optedOut() {
+		t.Fatal("a 21610 report did not opt the number out")
+	}
+	if code, _ := postInbound(t, c.baseURL, tw, msg("SM00000000000000000000000000start3", "START")); code != 200 || optedOut() {
+		t.Fatalf("START after 21610: %d, opted out %t", code, optedOut())
+	}
+	report()
+	if optedOut() {
+		t.Error("the 21610 report replayed after START opted the number out again")
 	}
 }
 

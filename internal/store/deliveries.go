@@ -391,8 +391,8 @@ func (s *Store) RetryFailed(ctx context.Context, sc Scope) (int64, error) {
 // identifies by provider message id. Only a text still in sending or sent
 // moves (to delivered, undelivered or failed): reports that arrive twice or
 // out of order never move a delivery back. It reports whether a delivery
-// matched the provider id at all.
-func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, message string) (matched bool, err error) {
+// matched the provider id at all, and whether the report moved it.
+func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, message string) (matched, moved bool, err error) {
 	err = s.pool.QueryRow(ctx, `
 		WITH upd AS (
 			UPDATE deliveries SET state = $2, error_code = coalesce(nullif($3, ''), error_code),
@@ -400,12 +400,12 @@ func (s *Store) ProviderStatus(ctx context.Context, providerID, state, code, mes
 			WHERE channel = 'sms' AND provider_id = $1 AND state IN ('sending', 'sent')
 			RETURNING id
 		)
-		SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = 'sms' AND provider_id = $1)`,
-		providerID, state, code, message).Scan(&matched)
+		SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel = 'sms' AND provider_id = $1), EXISTS (SELECT 1 FROM upd)`,
+		providerID, state, code, message).Scan(&matched, &moved)
 	if err != nil {
-		return false, fmt.Errorf("apply provider status: %w", err)
+		return false, false, fmt.Errorf("apply provider status: %w", err)
 	}
-	return matched, nil
+	return matched, moved, nil
 }
 
 // KeepProviderStatus keeps a delivery report whose provider id matches no

@@ -30,7 +30,8 @@ const (
 	PurposeSMSCode = "sms-code"
 	// PurposeAdminSession is the admin dashboard's session cookie: an HMAC
 	// of the API token signed in with (never the token itself), with the
-	// session's expiry (Unix seconds) as the version.
+	// server-side session's id as the id and its expiry (Unix seconds) as
+	// the version.
 	PurposeAdminSession = "admin-session"
 )
 

@@ -95,12 +95,16 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	if code != "" {
 		msg = "twilio error " + code + " (" + twStatus + ")"
 	}
-	if err := h.apply(ctx, sid, state, code, msg); err != nil {
+	news, err := h.apply(ctx, sid, state, code, msg)
+	if err != nil {
 		h.log.ErrorContext(ctx, "twilio status", "error", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	if code == "21610" {
+	// 21610: the recipient has opted out with the carrier. Only a report
+	// that is news counts: a replayed one, after the recipient texted
+	// START, must not opt them out again.
+	if code == "21610" && news {
 		if _, err := h.store.OptOutPhone(ctx, r.PostForm.Get("To")); err != nil {
 			h.log.ErrorContext(ctx, "opt out after 21610", "error", err)
 		}
@@ -113,18 +117,21 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 // process died and the lease will bring it back): it is then kept, and
 // applied when the send is recorded (store.ApplyKeptStatuses). Looking again
 // after keeping it closes the gap with a send recorded in between, whose
-// worker's look-up of kept reports came before this one was kept.
-func (h *Handler) apply(ctx context.Context, sid, state, code, msg string) error {
-	matched, err := h.store.ProviderStatus(ctx, sid, state, code, msg)
+// worker's look-up of kept reports came before this one was kept. It
+// reports whether the report was news: it moved a delivery, or was kept.
+// A report repeated or replayed, or one that would move a delivery back,
+// is not.
+func (h *Handler) apply(ctx context.Context, sid, state, code, msg string) (news bool, err error) {
+	matched, moved, err := h.store.ProviderStatus(ctx, sid, state, code, msg)
 	if err != nil || matched {
-		return err
+		return moved, err
 	}
 	if err := h.store.KeepProviderStatus(ctx, sid, state, code, msg); err != nil {
-		return err
+		return false, err
 	}
 	h.log.InfoContext(ctx, "twilio status before its send was recorded: kept", "message_sid", sid, "status", state)
 	_, err = h.store.ApplyKeptStatuses(ctx)
-	return err
+	return true, err
 }
 
 // Keywords, matched case- and whitespace-insensitively against the whole
@@ -146,6 +153,27 @@ func (h *Handler) inbound(w http.ResponseWriter, r *http.Request) {
 	// Twilio sends From in E.164, the form numbers are stored in.
 	from := r.PostForm.Get("From")
 	kw := Keyword(r.PostForm.Get("Body"))
+	// A message is acted on once. Twilio's signature carries no time, so a
+	// captured request stays valid: replaying a START after a STOP would
+	// opt the number in again. Twilio's retries of one delivery share
+	// I-Twilio-Idempotency-Token; a message, however delivered, has one
+	// MessageSid.
+	sid := r.PostForm.Get("MessageSid")
+	if sid == "" {
+		http.Error(w, "MessageSid is missing", http.StatusBadRequest)
+		return
+	}
+	first, err := h.store.FirstInbound(ctx, sid)
+	if err != nil {
+		h.log.ErrorContext(ctx, "inbound text", "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if !first {
+		h.log.InfoContext(ctx, "inbound text seen before: ignored", "message_sid", sid)
+		twiml(w, "")
+		return
+	}
 	switch {
 	case stopWords[kw]:
 		n, err := h.store.OptOutPhone(ctx, from)

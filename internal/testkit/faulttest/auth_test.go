@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestShortAPITokenStopsStartUp: crier serve with a short token in
@@ -76,5 +78,66 @@ func TestClientIPHeaderOnlyFromTrustedProxies(t *testing.T) {
 	}
 	if limited != 15 {
 		t.Errorf("%d of 25 wrong sign-ins with rotating X-Forwarded-For from an untrusted peer were limited, want 15 (after the first 10)", limited)
+	}
+}
+
+// TestSignOutEndsTheSessionOnEveryProcess: a session signed in on one
+// process opens the dashboard on another; signing out on the second ends
+// it on both, and "sign out everywhere" ends the sessions it was not
+// given.
+func TestSignOutEndsTheSessionOnEveryProcess(t *testing.T) {
+	exclusive(t)
+	w := newWorld(t, worldOptions{})
+	a, b := w.start("crier-a", nil), w.start("crier-b", nil)
+	noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	signIn := func(p *proc) string {
+		t.Helper()
+		resp, err := noRedirect.PostForm(p.base()+"/admin/login", url.Values{"token": {apiToken}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == "crier_admin" && c.Value != "" {
+				return c.Name + "=" + c.Value
+			}
+		}
+		t.Fatalf("sign-in on %s: %d, no session cookie", p.name, resp.StatusCode)
+		return ""
+	}
+	dashboard := func(p *proc, cookie string) int {
+		code, _ := p.do(http.MethodGet, "/admin", "", nil, http.Header{"Cookie": {cookie}})
+		return code
+	}
+	post := func(p *proc, path, cookie string) int {
+		req, _ := http.NewRequest(http.MethodPost, p.base()+path, nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	s1 := signIn(a)
+	if ca, cb := dashboard(a, s1), dashboard(b, s1); ca != 200 || cb != 200 {
+		t.Fatalf("a session from crier-a: %d on crier-a, %d on crier-b; want 200 on both", ca, cb)
+	}
+	if code := post(b, "/admin/logout", s1); code != http.StatusSeeOther {
+		t.Fatalf("sign out on crier-b: %d", code)
+	}
+	if ca, cb := dashboard(a, s1), dashboard(b, s1); ca != 401 || cb != 401 {
+		t.Errorf("the cookie after signing out: %d on crier-a, %d on crier-b; want 401 on both", ca, cb)
+	}
+
+	s2, s3 := signIn(a), signIn(b)
+	if code := post(a, "/admin/logout-everywhere", s2); code != http.StatusSeeOther {
+		t.Fatalf("sign out everywhere: %d", code)
+	}
+	for _, p := range []*proc{a, b} {
+		if c2, c3 := dashboard(p, s2), dashboard(p, s3); c2 != 401 || c3 != 401 {
+			t.Errorf("%s after signing out everywhere: %d and %d for two sessions; want 401", p.name, c2, c3)
+		}
 	}
 }

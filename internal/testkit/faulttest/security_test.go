@@ -231,6 +231,7 @@ func (s *secWorld) adminNeedsSession(t *testing.T, title string) {
 		"API token as cookie":   {"Cookie": {"crier_admin=" + apiToken}},
 		"session of a stranger": {"Cookie": {"crier_admin=" + session("someone-else", time.Now().Add(time.Hour))}},
 		"expired session":       {"Cookie": {"crier_admin=" + session(apiToken, time.Now().Add(-time.Minute))}},
+		"session never started": {"Cookie": {"crier_admin=" + session(apiToken, time.Now().Add(time.Hour))}},
 		"manage token":          {"Cookie": {"crier_admin=" + s.signer.Make(token.PurposeManage, 0, uint32(time.Now().Add(time.Hour).Unix()))}},
 	} {
 		code, _, body := s.request("GET", "/admin", "", hdr)
@@ -249,7 +250,13 @@ func (s *secWorld) adminNeedsSession(t *testing.T, title string) {
 	if code != http.StatusSeeOther || !strings.Contains(h.Get("Set-Cookie"), "HttpOnly") {
 		t.Errorf("sign-in with the token: %d, Set-Cookie %q", code, h.Get("Set-Cookie"))
 	}
-	code, _, body := s.request("GET", "/admin", "", http.Header{"Cookie": {"crier_admin=" + session(apiToken, time.Now().Add(time.Hour))}})
+	var cookie string
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == "crier_admin" {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	code, _, body := s.request("GET", "/admin", "", http.Header{"Cookie": {cookie}})
 	if code != http.StatusOK || !strings.Contains(body, title) {
 		t.Errorf("GET /admin with a valid session: %d; want the dashboard", code)
 	}
