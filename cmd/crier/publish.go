@@ -118,7 +118,7 @@ func cmdPublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := stream.Connect(cfg.NATSURL, "crier publish")
+	nc, err := stream.Connect(cfg.NATSURL, "crier publish", cfg.NATSAuth)
 	if err != nil {
 		return err
 	}

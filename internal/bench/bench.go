@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 
-	nc, err := stream.Connect(ns.URL(), "crier-bench")
+	nc, err := stream.Connect(ns.URL(), "crier-bench", stream.Auth{})
 	if err != nil {
 		return rep, err
 	}

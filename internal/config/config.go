@@ -12,9 +12,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +30,7 @@ import (
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/sms"
+	"github.com/crier-dev/crier/internal/stream"
 )
 
 // Config is the whole of crier's configuration. Zero values of optional
@@ -36,8 +40,16 @@ type Config struct {
 	NATSURL     string // CRIER_NATS_URL, default nats://127.0.0.1:4222
 	// NATSReplicas is CRIER_NATS_REPLICAS, the stream's replicas, default 1.
 	NATSReplicas int
-	HTTPAddr     string // CRIER_HTTP_ADDR, default 127.0.0.1:8080
-	PublicURL    string // CRIER_PUBLIC_URL, default http://<HTTPAddr>
+	// NATSAuth is how crier proves itself to NATS and checks NATS's
+	// certificate: CRIER_NATS_CREDS or CRIER_NATS_NKEY, CRIER_NATS_TLS_CA,
+	// CRIER_NATS_TLS_CERT and CRIER_NATS_TLS_KEY.
+	NATSAuth stream.Auth
+	HTTPAddr string // CRIER_HTTP_ADDR, default 127.0.0.1:8080
+	// MetricsAddr is CRIER_METRICS_ADDR: a separate (internal) listener
+	// for /metrics. Empty: /metrics is on the main listener, unless
+	// CRIER_PUBLIC_URL is https (see MetricsOnMain).
+	MetricsAddr string
+	PublicURL   string // CRIER_PUBLIC_URL, default http://<HTTPAddr>
 
 	SMTPURL  string // CRIER_SMTP_URL
 	MailFrom string // CRIER_MAIL_FROM, required with CRIER_SMTP_URL
@@ -108,6 +120,14 @@ func Load(getenv func(string) string) (Config, error) {
 		DatabaseURL: r.url("CRIER_DATABASE_URL", "", "postgres", "postgresql"),
 		NATSURL:     r.url("CRIER_NATS_URL", "nats://127.0.0.1:4222", "nats", "tls", "ws", "wss"),
 		HTTPAddr:    r.str("CRIER_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr: r.str("CRIER_METRICS_ADDR", ""),
+		NATSAuth: stream.Auth{
+			CredsFile:   r.str("CRIER_NATS_CREDS", ""),
+			NKeyFile:    r.str("CRIER_NATS_NKEY", ""),
+			TLSCAFile:   r.str("CRIER_NATS_TLS_CA", ""),
+			TLSCertFile: r.str("CRIER_NATS_TLS_CERT", ""),
+			TLSKeyFile:  r.str("CRIER_NATS_TLS_KEY", ""),
+		},
 
 		NATSReplicas: r.int("CRIER_NATS_REPLICAS", 1, 1, 5),
 
@@ -172,6 +192,35 @@ func Load(getenv func(string) string) (Config, error) {
 const MinAPITokenLen = 32
 
 func (c Config) check() error {
+	a := c.NATSAuth
+	switch {
+	case a.CredsFile != "" && a.NKeyFile != "":
+		return &Error{"CRIER_NATS_CREDS", "and CRIER_NATS_NKEY are exclusive: set one"}
+	case (a.TLSCertFile == "") != (a.TLSKeyFile == ""):
+		return &Error{"CRIER_NATS_TLS_CERT", "and CRIER_NATS_TLS_KEY go together: set both or neither"}
+	}
+	for name, path := range map[string]string{
+		"CRIER_NATS_CREDS": a.CredsFile, "CRIER_NATS_NKEY": a.NKeyFile, "CRIER_NATS_TLS_CA": a.TLSCAFile,
+		"CRIER_NATS_TLS_CERT": a.TLSCertFile, "CRIER_NATS_TLS_KEY": a.TLSKeyFile,
+	} {
+		if path == "" {
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return &Error{name, fmt.Sprintf("cannot read %s: %v", path, err)}
+		}
+		_ = f.Close()
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return &Error{"CRIER_METRICS_ADDR", fmt.Sprintf("must be host:port (%v)", err)}
+		}
+	}
 	if c.ClientIPHeader != "" && len(c.TrustedProxies) == 0 {
 		return &Error{"CRIER_TRUSTED_PROXIES", "is required with CRIER_CLIENT_IP_HEADER: name the reverse proxies whose header counts, or anyone can choose their address"}
 	}
@@ -220,6 +269,13 @@ func (c Config) RequireDatabase() error {
 		return &Error{"CRIER_DATABASE_URL", "is required (e.g. postgres://postgres@127.0.0.1:5432/crier)"}
 	}
 	return nil
+}
+
+// MetricsOnMain reports whether /metrics is served on the main listener:
+// only when no CRIER_METRICS_ADDR is set and the public URL is not https,
+// that is when crier is not exposed to the internet as it is.
+func (c Config) MetricsOnMain() bool {
+	return c.MetricsAddr == "" && !strings.HasPrefix(c.PublicURL, "https://")
 }
 
 // EmailEnabled reports whether email settings are present.

@@ -57,7 +57,7 @@ func setup(t *testing.T) *bundle {
 	if _, err := b.store.Pool().Exec(ctx, `UPDATE subscribers SET sms_opted_out_at = now() WHERE id = $1`, b.subs["group-both-sms-opted-out"]); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := stream.Connect(b.nats.URL(), "test")
+	nc, err := stream.Connect(b.nats.URL(), "test", stream.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestEventWaitsForPostgreSQLToComeBack(t *testing.T) {
 	}
 
 	ns := natstest.New(t)
-	nc, err := stream.Connect(ns.URL(), "test")
+	nc, err := stream.Connect(ns.URL(), "test", stream.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func setup(t *testing.T, opts ...func(*setupOptions)) *bundle {
 	if err := example.Load(ctx, b.store, example.Components(), nil); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := stream.Connect(b.nats.URL(), "httpapi test")
+	nc, err := stream.Connect(b.nats.URL(), "httpapi test", stream.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

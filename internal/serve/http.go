@@ -53,6 +53,29 @@ func (d *Deps) httpService(opts Options) (*httpService, error) {
 	if strings.HasPrefix(d.Config.PublicURL, "https://") {
 		handler = hsts(mux)
 	}
+	return d.newHTTPService(ln, handler), nil
+}
+
+// metricsService listens on CRIER_METRICS_ADDR and serves /metrics alone,
+// or returns nil when that is not set.
+func (d *Deps) metricsService() (*httpService, error) {
+	if d.Config.MetricsAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", d.Config.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on CRIER_METRICS_ADDR %s: %w", d.Config.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.metricsHandler())
+	return d.newHTTPService(ln, mux), nil
+}
+
+func (d *Deps) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})
+}
+
+func (d *Deps) newHTTPService(ln net.Listener, handler http.Handler) *httpService {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -63,7 +86,7 @@ func (d *Deps) httpService(opts Options) (*httpService, error) {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn),
 	}
-	return &httpService{srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}, nil
+	return &httpService{srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
 }
 
 // Start serves until Stop; a failure to serve is reported on errc.
@@ -119,7 +142,9 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", d.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
+	if d.Config.MetricsOnMain() {
+		mux.Handle("GET /metrics", d.metricsHandler())
+	}
 	api, err := httpapi.New(httpapi.Config{
 		APITokens:      d.Config.APITokens,
 		PublicURL:      d.Config.PublicURL,

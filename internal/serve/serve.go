@@ -94,6 +94,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err != nil {
 		return err
 	}
+	mon, err := d.metricsService()
+	if err != nil {
+		_ = web.ln.Close()
+		return err
+	}
+	switch {
+	case mon != nil:
+		log.InfoContext(ctx, "metrics on their own listener", "metrics_addr", mon.addr)
+	case !cfg.MetricsOnMain():
+		log.WarnContext(ctx, "metrics not served: CRIER_PUBLIC_URL is https, so /metrics is kept off the public listener; set CRIER_METRICS_ADDR to an internal address")
+	}
 
 	// hard ends the work in flight once the grace after a stop is over.
 	hard, kill := context.WithCancel(context.WithoutCancel(ctx))
@@ -101,6 +112,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	fan := fanout.New(fanout.Config{Workers: cfg.FanoutWorkers}, d.Store, log, d.Metrics)
 	p := &parts{
 		http:    web,
+		metrics: mon,
 		fanout:  newService("fan-out", func(soft context.Context) error { return fan.Serve(soft, hard, cons) }),
 		workers: make([]*service, 0, len(workers)),
 		listen: newService("listen", func(soft context.Context) error {
@@ -145,7 +157,7 @@ func (d *Deps) connect(ctx context.Context, sc stream.Config) (jetstream.Consume
 	if _, err := st.Migrate(ctx, d.Log); err != nil {
 		return nil, err
 	}
-	nc, err := stream.Connect(cfg.NATSURL, "crier serve")
+	nc, err := stream.Connect(cfg.NATSURL, "crier serve", cfg.NATSAuth)
 	if err != nil {
 		return nil, err
 	}

@@ -133,7 +133,7 @@ func start(t *testing.T, env map[string]string, subs []subscriber, opts serve.Op
 	}
 	t.Cleanup(c.stop)
 
-	nc, err := stream.Connect(ns.URL(), "test publisher")
+	nc, err := stream.Connect(ns.URL(), "test publisher", stream.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

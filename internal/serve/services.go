@@ -61,6 +61,7 @@ func (s *service) Stop(ctx context.Context) bool {
 // parts are the services of one process, in the order they stop.
 type parts struct {
 	http    *httpService
+	metrics *httpService // nil without CRIER_METRICS_ADDR
 	fanout  *service
 	workers []*service
 	listen  *service
@@ -78,6 +79,9 @@ func (p *parts) start(hard context.Context) <-chan error {
 	p.listen.Start(hard, errc)
 	p.fanout.Start(hard, errc)
 	p.http.Start(hard, errc)
+	if p.metrics != nil {
+		p.metrics.Start(hard, errc)
+	}
 	return errc
 }
 
@@ -90,7 +94,8 @@ func (p *parts) start(hard context.Context) <-chan error {
 //  3. delivery workers, all channels at once: stop claiming, release what
 //     was claimed but not started, let sends in flight finish, and write
 //     every outcome;
-//  4. the wake-up listener.
+//  4. the wake-up listener;
+//  5. the metrics listener, last, so the shutdown can be watched.
 //
 // Whatever is still running when grace is over is cut short (kill cancels
 // the hard context): sends in flight end with a transient error that is
@@ -113,6 +118,9 @@ func (p *parts) stop(log *slog.Logger, grace time.Duration, kill context.CancelF
 		clean = clean && ok
 	}
 	clean = p.listen.Stop(ctx) && clean
+	if p.metrics != nil {
+		clean = p.metrics.Stop(ctx) && clean
+	}
 	if clean {
 		log.Info("stopped cleanly")
 		return

@@ -70,15 +70,60 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// Auth is how a client proves itself to NATS and checks the server's
+// certificate. Every field is a file path; empty fields are not used. The
+// URL may carry a user and password or a token as well (nats://user:pass@,
+// nats://token@); a tls:// URL, or any TLS field, requires TLS.
+type Auth struct {
+	// CredsFile is a user credentials file (a user JWT and its nkey seed,
+	// as nsc or the NATS account server issues).
+	CredsFile string
+	// NKeyFile holds a user nkey seed (SU...), for servers that list the
+	// user's public nkey.
+	NKeyFile string
+	// TLSCAFile is the PEM CA that signed the server's certificate.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a client certificate, for servers
+	// that verify clients (verify: true).
+	TLSCertFile, TLSKeyFile string
+}
+
+// options returns the nats.Options for a. nats.RootCAs and nats.ClientCert
+// turn TLS on (1.2 at least) and verify the server's name against the URL.
+func (a Auth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	}
+	if a.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(a.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS nkey: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if a.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(a.TLSCAFile))
+	}
+	if a.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(a.TLSCertFile, a.TLSKeyFile))
+	}
+	return opts, nil
+}
+
 // Connect dials NATS with reconnection forever, so a NATS outage is ridden
 // out rather than fatal.
-func Connect(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+func Connect(url, name string, auth Auth) (*nats.Conn, error) {
+	opts, err := auth.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URLs(url), err)
 	}

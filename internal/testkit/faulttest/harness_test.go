@@ -142,7 +142,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		crierDB = u.String()
 	}
 	w.nats = natstest.New(t)
-	nc, err := stream.Connect(w.nats.URL(), "faulttest publisher")
+	nc, err := stream.Connect(w.nats.URL(), "faulttest publisher", stream.Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,14 +21,25 @@ type Server struct {
 // port and shuts it down when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	return start(t, &server.Options{
+	return NewWith(t, nil)
+}
+
+// NewWith is New with the options changed by configure first (TLS,
+// authentication).
+func NewWith(t testing.TB, configure func(*server.Options)) *Server {
+	t.Helper()
+	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoLog:     true,
 		NoSigs:    true,
-	})
+	}
+	if configure != nil {
+		configure(opts)
+	}
+	return start(t, opts)
 }
 
 func start(t testing.TB, opts *server.Options) *Server {
