@@ -133,9 +133,10 @@ func cmdComponents(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdSubscribers(ctx context.Context, e *env, args []string) error {
-	help := "Usage:\n  crier subscribers list\n  crier subscribers add [--email A] [--phone N] [--name N] [--organisation O] --component KEY [--confirmed]\n  crier subscribers rm ID\n\n" +
-		"Without --confirmed a channel waits for the subscriber to confirm it (double opt-in).\n"
-	sub, rest, err := subcommand(e, args, help, "list", "add", "rm")
+	help := "Usage:\n  crier subscribers list\n  crier subscribers export > subscribers.csv\n  crier subscribers add [--email A] [--phone N] [--name N] [--organisation O] --component KEY [--confirmed]\n  crier subscribers rm ID\n\n" +
+		"Without --confirmed a channel waits for the subscriber to confirm it (double opt-in).\n" +
+		"export writes CSV in the columns POST /v1/subscribers/import takes, plus each channel's state.\n"
+	sub, rest, err := subcommand(e, args, help, "list", "export", "add", "rm")
 	if err != nil {
 		return err
 	}
@@ -158,6 +159,8 @@ func cmdSubscribers(ctx context.Context, e *env, args []string) error {
 	switch sub {
 	case "list":
 		return listSubscribers(ctx, e, st)
+	case "export":
+		return subscriber.ExportCSV(ctx, st, e.stdout)
 	case "add":
 		if *emailAddr == "" && *phoneNum == "" {
 			return errors.New("add needs --email or --phone")

