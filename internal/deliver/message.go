@@ -10,8 +10,9 @@ import "time"
 
 // Channel names, as stored in deliveries.channel.
 const (
-	ChannelEmail = "email"
-	ChannelSMS   = "sms"
+	ChannelEmail   = "email"
+	ChannelSMS     = "sms"
+	ChannelWebhook = "webhook"
 )
 
 // Message is one rendered notification for one recipient on one channel.
@@ -38,6 +39,11 @@ type Message struct {
 
 	// StatusCallback is the URL the SMS provider reports delivery status to.
 	StatusCallback string
+	// Body is the request body of a webhook-style channel (JSON), and
+	// Secret the destination's signing secret (whsec_…, internal/webhook).
+	Body   []byte
+	Secret string
+
 	// Expires is when the delivery's maximum age runs out: a provider that
 	// queues messages drops this one rather than deliver it later (Twilio's
 	// ValidityPeriod). Zero means no limit.
