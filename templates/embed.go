@@ -8,9 +8,12 @@
 //   - email.txt.tmpl: the plain-text part of an email (text/template)
 //   - email.html.tmpl: the HTML part of an email (html/template)
 //   - sms.txt.tmpl: the text message (text/template)
+//   - webhook.json.tmpl: the JSON body of a signed webhook (text/template)
+//   - teams.json.tmpl: the Adaptive Card posted to Microsoft Teams
+//   - slack.json.tmpl: the Block Kit message posted to Slack
 //
 // The data each template receives is documented in internal/render
-// (EmailData and SMSData).
+// (EmailData, SMSData and HookData).
 package templates
 
 import "embed"

@@ -15,12 +15,19 @@
 // file by file, those of Config.Dir. They are parsed and test-rendered by
 // New, which fails with a *TemplateError naming the file on any problem. The
 // subject, text and HTML templates get an EmailData, the SMS template an
-// SMSData. Besides the text/template built-ins they can call:
+// SMSData, the webhook, Teams and Slack templates (JSON) a HookData.
+// Besides the text/template built-ins they can call:
 //
 //	datetime TIME           "10 Nov 2025 13:35 GMT" in the configured zone
 //	join LIST SEP           strings.Join
 //	indent N TEXT           TEXT with N spaces before every line
 //	paragraphs TEXT         TEXT split into paragraphs, each a list of lines
+//
+// and the JSON templates also:
+//
+//	json VALUE              VALUE as JSON (a quoted, escaped string for text)
+//	truncate N TEXT         TEXT cut to N characters, ending with "…" if cut
+//	mrkdwn TEXT             TEXT with &, < and > escaped for Slack
 //
 // Per-recipient values (EmailData.Recipient, SMSData.Body and SMSData.Link)
 // are placeholders when the templates run: print them unchanged, test them
@@ -60,7 +67,7 @@ const (
 	fileSMS       = "sms.txt.tmpl"
 )
 
-var templateFiles = []string{fileSubject, fileEmailText, fileEmailHTML, fileSMS}
+var templateFiles = []string{fileSubject, fileEmailText, fileEmailHTML, fileSMS, fileWebhook, fileTeams, fileSlack}
 
 // Config configures a Renderer. The zero value is usable: see WithDefaults.
 type Config struct {
@@ -140,6 +147,8 @@ type Renderer struct {
 	text    *template.Template
 	html    *htmltemplate.Template
 	sms     *template.Template
+	// webhook, teams and slack render JSON (hooks.go).
+	webhook, teams, slack *template.Template
 }
 
 // New parses the templates and renders two sample events (an incident and a
@@ -184,6 +193,22 @@ func New(cfg Config) (*Renderer, error) {
 		return nil, err
 	}
 	if r.sms, err = parseText(fileSMS); err != nil {
+		return nil, err
+	}
+	parseJSON := func(name string) (*template.Template, error) {
+		t, err := template.New(name).Funcs(funcs).Funcs(hookFuncs).Parse(src[name])
+		if err != nil {
+			return nil, r.templateError(name, err)
+		}
+		return t, nil
+	}
+	if r.webhook, err = parseJSON(fileWebhook); err != nil {
+		return nil, err
+	}
+	if r.teams, err = parseJSON(fileTeams); err != nil {
+		return nil, err
+	}
+	if r.slack, err = parseJSON(fileSlack); err != nil {
 		return nil, err
 	}
 	r.html, err = htmltemplate.New(fileEmailHTML).Funcs(htmltemplate.FuncMap(funcs)).Parse(src[fileEmailHTML])
@@ -412,6 +437,7 @@ type Prepared struct {
 	text, html [2]part
 	sms        *smsPlan
 	static     *SMS // the text message, when it is the same for everyone
+	hooks      *hooks
 }
 
 // Prepare renders ev once: the subject, both email parts and the text
@@ -481,6 +507,9 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		return nil, r.templateError(fileSMS, err)
 	}
 	p.sms = newSMSPlan(sms, body, r.smsMax)
+	if p.hooks, err = r.prepareHooks(ev, r.emailData(ev)); err != nil {
+		return nil, err
+	}
 	if d.StatusURL != "" {
 		s := p.sms.render(d.StatusURL)
 		p.static = &s

@@ -1,0 +1,97 @@
+package render
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crier-dev/crier/internal/testkit/hooktest"
+)
+
+// TestHooksOfTheSeedIncident: every update of the seed incident renders a
+// webhook body holding the event and its timeline, a Teams message that
+// is a valid Adaptive Card and a Slack message within Block Kit's rules.
+func TestHooksOfTheSeedIncident(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := Recipient{ManageURL: "https://status.example.org/manage/tok&x=<1>", UnsubscribeURL: "https://status.example.org/unsubscribe/tok"}
+	for n := 1; n <= len(seedUpdates); n++ {
+		ev := seedEvent(n)
+		p, err := r.Prepare(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := p.Webhook(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w struct {
+			Type  string
+			Event struct {
+				ID, IncidentID, Status, Body string
+				Components                   []string
+			}
+			Timeline []struct {
+				Status, Body string
+				Current      bool
+			}
+			ManageURL string `json:"manage_url"`
+		}
+		if err := json.Unmarshal(body, &w); err != nil {
+			t.Fatalf("update %d: webhook body: %v\n%s", n, err, body)
+		}
+		if w.Type != "incident.updated" || w.Event.ID != ev.ID || w.Event.Status != seedUpdates[n-1].Status ||
+			w.Event.Body != multiLine(seedUpdates[n-1].Body) || len(w.Timeline) != n || !w.Timeline[0].Current || w.ManageURL != rc.ManageURL {
+			t.Errorf("update %d: webhook body %s", n, body)
+		}
+		teams, err := p.Teams(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hooktest.CheckTeamsMessage(teams); err != nil {
+			t.Errorf("update %d: Teams message: %v\n%s", n, err, teams)
+		}
+		slack, err := p.Slack(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hooktest.CheckSlackMessage(slack); err != nil {
+			t.Errorf("update %d: Slack message: %v\n%s", n, err, slack)
+		}
+		if !strings.Contains(string(slack), `<https://status.example.org/manage/tok&x=<1>|Manage notifications>`) {
+			t.Errorf("update %d: Slack message lacks the manage link: %s", n, slack)
+		}
+	}
+	// The post-mortem's body is long: Slack's section stays within 3000.
+	p, _ := r.Prepare(Event{ID: "long", IncidentID: "long", Status: "update", Impact: "major", Title: "Long",
+		Body: strings.Repeat("Sync Pod A <is> down & out. ", 200), Components: []string{"Sync Pod A"}})
+	slack, err := p.Slack(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hooktest.CheckSlackMessage(slack); err != nil {
+		t.Errorf("a long body: %v", err)
+	}
+	if !strings.Contains(string(slack), "&lt;is&gt; down &amp; out") {
+		t.Error("Slack text is not escaped for mrkdwn")
+	}
+}
+
+// TestBrokenHookTemplateStopsStartUp: a JSON template whose output is not
+// JSON fails New, naming the file.
+func TestBrokenHookTemplateStopsStartUp(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "slack.json.tmpl"), []byte(`{"text": {{.Title}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Config{Dir: dir})
+	var te *TemplateError
+	if !errors.As(err, &te) || te.Name != "slack.json.tmpl" || !errors.Is(err, errNotJSON) {
+		t.Fatalf("New with a Slack template printing raw text: %v", err)
+	}
+}
