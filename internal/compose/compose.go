@@ -74,11 +74,15 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 	if err != nil {
 		return deliver.Message{}, err
 	}
+	m := deliver.Message{DeliveryID: d.ID, Channel: d.Channel, To: d.Address}
+	switch d.Channel {
+	case deliver.ChannelWebhook, deliver.ChannelTeams, deliver.ChannelSlack:
+		return c.composeHook(ctx, p, d, m)
+	}
 	rc := render.Recipient{
 		ManageURL:      c.ManageURL(d.SubscriberID),
 		UnsubscribeURL: c.UnsubscribeURL(d.SubscriberID, d.Channel),
 	}
-	m := deliver.Message{DeliveryID: d.ID, Channel: d.Channel, To: d.Address}
 	switch d.Channel {
 	case deliver.ChannelEmail:
 		e := p.Email(rc)
@@ -94,6 +98,28 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 		m.StatusCallback = c.links.TwilioStatus()
 	default:
 		return deliver.Message{}, fmt.Errorf("compose: unknown channel %q", d.Channel)
+	}
+	return m, nil
+}
+
+// composeHook renders a destination's JSON. A webhook is signed with its
+// subscriber's secret, looked up per delivery: destinations are few.
+func (c *Composer) composeHook(ctx context.Context, p *render.Prepared, d store.Claimed, m deliver.Message) (deliver.Message, error) {
+	rc := render.Recipient{ManageURL: c.ManageURL(d.SubscriberID)}
+	var err error
+	switch d.Channel {
+	case deliver.ChannelWebhook:
+		if m.Secret, err = c.store.WebhookSecret(ctx, d.SubscriberID); err != nil {
+			return deliver.Message{}, err
+		}
+		m.Body, err = p.Webhook(rc)
+	case deliver.ChannelTeams:
+		m.Body, err = p.Teams(rc)
+	default:
+		m.Body, err = p.Slack(rc)
+	}
+	if err != nil {
+		return deliver.Message{}, fmt.Errorf("compose %s: %w", d.Channel, err)
 	}
 	return m, nil
 }

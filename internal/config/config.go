@@ -31,6 +31,7 @@ import (
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/sms"
 	"github.com/crier-dev/crier/internal/stream"
+	"github.com/crier-dev/crier/internal/webhook"
 )
 
 // Config is the whole of crier's configuration. Zero values of optional
@@ -60,6 +61,11 @@ type Config struct {
 	TwilioFrom                string // CRIER_TWILIO_FROM
 	TwilioMessagingServiceSID string // CRIER_TWILIO_MESSAGING_SERVICE_SID
 	TwilioAPIURL              string // CRIER_TWILIO_API_URL
+
+	// WebhookAllow is CRIER_WEBHOOK_ALLOW_PRIVATE: the private networks and
+	// host:port pairs that webhook, Teams and Slack destinations may
+	// resolve to (all others must be public addresses).
+	WebhookAllow webhook.Allow
 
 	APITokens []string // CRIER_API_TOKENS, comma-separated
 	// TrustedProxies is CRIER_TRUSTED_PROXIES: the reverse proxies (CIDRs or
@@ -141,6 +147,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TwilioMessagingServiceSID: r.str("CRIER_TWILIO_MESSAGING_SERVICE_SID", ""),
 		TwilioAPIURL:              r.url("CRIER_TWILIO_API_URL", "", "http", "https"),
 
+		WebhookAllow:   r.webhookAllow("CRIER_WEBHOOK_ALLOW_PRIVATE"),
 		APITokens:      r.list("CRIER_API_TOKENS"),
 		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
 		TrustedProxies: r.prefixes("CRIER_TRUSTED_PROXIES"),
@@ -408,6 +415,14 @@ func (r *reader) componentMap(name string) map[string]string {
 
 // limit reads "BURST/WINDOW" (10/4h): BURST requests at once, regained
 // evenly over WINDOW.
+func (r *reader) webhookAllow(name string) webhook.Allow {
+	a, err := webhook.ParseAllow(r.getenv(name))
+	if err != nil {
+		r.fail(name, "%v (want CIDRs, addresses or address:port pairs separated by commas)", err)
+	}
+	return a
+}
+
 func (r *reader) limit(name string, def httpapi.Limit) httpapi.Limit {
 	v := r.str(name, "")
 	if v == "" {

@@ -12,16 +12,22 @@ import "time"
 const (
 	ChannelEmail   = "email"
 	ChannelSMS     = "sms"
-	ChannelWebhook = "webhook"
+	ChannelWebhook = "webhook" // a signed JSON POST (Standard Webhooks)
+	ChannelTeams   = "teams"   // a Microsoft Teams incoming webhook or Workflows URL
+	ChannelSlack   = "slack"   // a Slack incoming webhook
 )
+
+// Channels are every channel, in the order lists show them.
+var Channels = []string{ChannelEmail, ChannelSMS, ChannelWebhook, ChannelTeams, ChannelSlack}
 
 // Message is one rendered notification for one recipient on one channel.
 type Message struct {
 	// DeliveryID is the ledger row this message belongs to.
 	DeliveryID int64
-	// Channel is ChannelEmail or ChannelSMS.
+	// Channel is one of the Channel* names.
 	Channel string
-	// To is the recipient: an email address or an E.164 phone number.
+	// To is the recipient: an email address, an E.164 phone number, or a
+	// destination's https URL.
 	To string
 
 	// Subject, Text and HTML are the email parts; for SMS Text is the body.

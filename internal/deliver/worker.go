@@ -66,7 +66,7 @@ const (
 // Config tunes the workers of one channel. Zero fields take the Default*
 // values above.
 type Config struct {
-	Channel string // ChannelEmail or ChannelSMS; required
+	Channel string // one of the Channel* names; required
 	// Concurrency is the number of sends in flight.
 	Concurrency int
 	// BatchSize is the most deliveries claimed in one statement.
@@ -145,7 +145,9 @@ func (c Config) WithDefaults() Config {
 }
 
 func (c Config) validate() error {
-	if c.Channel != ChannelEmail && c.Channel != ChannelSMS {
+	switch c.Channel {
+	case ChannelEmail, ChannelSMS, ChannelWebhook, ChannelTeams, ChannelSlack:
+	default:
 		return fmt.Errorf("deliver: unknown channel %q", c.Channel)
 	}
 	return nil

@@ -196,10 +196,15 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg, streamSeq uin
 	for ch, n := range res.Superseded {
 		c.metrics.DeliveriesQueued.WithLabelValues(ch, "superseded").Add(float64(n))
 	}
+	var supersededNew int64
+	for _, n := range res.Superseded {
+		supersededNew += n
+	}
 	c.log.InfoContext(ctx, "event fanned out",
 		"event_id", ev.ID, "incident_id", ev.IncidentID, "status", ev.Status, "notify", ev.Notify,
 		"stream_seq", streamSeq, "queued_email", res.Queued["email"], "queued_sms", res.Queued["sms"],
-		"superseded_new", res.Superseded["email"]+res.Superseded["sms"], "superseded_older", res.Replaced,
+		"queued_destinations", res.Queued["webhook"]+res.Queued["teams"]+res.Queued["slack"],
+		"superseded_new", supersededNew, "superseded_older", res.Replaced,
 		"duration", took)
 	return nil
 }

@@ -206,7 +206,7 @@ var barStates = []string{
 
 func deliveryBars(counts []store.StateCount) []deliveryBar {
 	var bars []deliveryBar
-	for _, ch := range []string{deliver.ChannelEmail, deliver.ChannelSMS} {
+	for _, ch := range deliver.Channels {
 		byState := map[string]int64{}
 		var total int64
 		for _, c := range counts {

@@ -162,19 +162,23 @@ var deliveryStates = []string{
 	store.StateUndelivered, store.StateFailed, store.StateSuperseded, store.StateSuppressed,
 }
 
-// maskAddress hides most of an email address or phone number.
+// maskAddress hides most of an email address or phone number, and a
+// destination URL's path and query.
 func maskAddress(channel, addr string) string {
-	if channel == deliver.ChannelSMS {
+	switch channel {
+	case deliver.ChannelSMS:
 		return phone.Mask(addr)
+	case deliver.ChannelEmail:
+		return redact.Email(addr)
 	}
-	return redact.Email(addr)
+	return redact.Destination(addr)
 }
 
 func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	channel, state := q.Get("channel"), q.Get("state")
-	if channel != "" && channel != deliver.ChannelEmail && channel != deliver.ChannelSMS {
-		return fail(http.StatusBadRequest, "channel", "channel must be email or sms")
+	if channel != "" && !slices.Contains(deliver.Channels, channel) {
+		return fail(http.StatusBadRequest, "channel", "channel must be one of %s", strings.Join(deliver.Channels, ", "))
 	}
 	if state != "" && !slices.Contains(deliveryStates, state) {
 		return fail(http.StatusBadRequest, "state", "state must be one of %s", strings.Join(deliveryStates, ", "))

@@ -57,6 +57,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -244,6 +245,9 @@ type Deps struct {
 	// Channels, when set, reports the delivery channels' state; the
 	// dashboard shows the paused ones and why.
 	Channels func() []deliver.ChannelStatus
+	// CheckURL, when set, checks a subscriber's destination URL when it is
+	// saved (webhook.Sender.CheckURL: the address rules).
+	CheckURL func(ctx context.Context, raw string) error
 }
 
 // API serves the JSON API, the pages and the dashboard.
@@ -301,7 +305,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		PhoneRegion: cfg.PhoneRegion, PublicURL: cfg.PublicURL, SiteName: cfg.SiteName,
 		CodeTTL: cfg.CodeTTL, CodeAttempts: cfg.CodeAttempts, ConfirmTTL: cfg.ConfirmTTL,
 		SendTimeout: cfg.SendTimeout, Now: cfg.Now,
-	}, subscriber.Deps{Store: d.Store, Signer: d.Signer, Links: d.Links, Senders: d.Senders})
+	}, subscriber.Deps{Store: d.Store, Signer: d.Signer, Links: d.Links, Senders: d.Senders, CheckURL: d.CheckURL})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,13 @@ type subscriberInput struct {
 	Name         *string   `json:"name"`
 	Organisation *string   `json:"organisation"`
 	Components   *[]string `json:"components"`
+	// WebhookURL, TeamsURL and SlackURL are destinations: https URLs that
+	// get a signed JSON POST, a Teams Adaptive Card or Slack blocks. A new
+	// or changed webhook_url makes a secret, answered once as
+	// webhook_secret.
+	WebhookURL *string `json:"webhook_url"`
+	TeamsURL   *string `json:"teams_url"`
+	SlackURL   *string `json:"slack_url"`
 	// Channels lists the channels to use (default: every channel with an
 	// address). An address whose channel is not listed is kept but opted
 	// out.
@@ -40,6 +47,7 @@ func deref[T any](p *T) T {
 func (in subscriberInput) domain() subscriber.Input {
 	return subscriber.Input{
 		Email: in.Email, Phone: in.Phone, Name: in.Name, Organisation: in.Organisation,
+		WebhookURL: in.WebhookURL, TeamsURL: in.TeamsURL, SlackURL: in.SlackURL,
 		Components: in.Components, Channels: in.Channels, Confirmed: deref(in.Confirmed),
 	}
 }

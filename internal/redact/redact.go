@@ -43,6 +43,18 @@ func Email(addr string) string {
 	return local[:1] + "***@" + domain
 }
 
+// Destination masks a destination URL to its scheme and host:
+// "https://example.webhook.office.com/webhookb2/…?sig=…" becomes
+// "https://example.webhook.office.com/…". A Teams or Slack webhook URL is
+// itself the credential to post to the channel.
+func Destination(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "***"
+	}
+	return u.Scheme + "://" + u.Host + "/…"
+}
+
 // Phone masks a phone number, keeping its country code and last digits
 // ("+447400123456" becomes "+44******3456"); see phone.Mask.
 func Phone(number string) string { return phone.Mask(number) }

@@ -162,6 +162,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
 		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log, Channels: d.channels,
+		CheckURL: d.Destinations.CheckURL,
 	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/stream"
 	"github.com/crier-dev/crier/internal/token"
+	"github.com/crier-dev/crier/internal/webhook"
 )
 
 // Options changes the assembly for dev mode, tests and benchmarks.
@@ -63,6 +64,9 @@ type Deps struct {
 	// Workers are the delivery workers by channel (the dashboard shows
 	// their state).
 	Workers map[string]*deliver.Worker
+	// Destinations checks destination URLs against the address rules
+	// (CRIER_WEBHOOK_ALLOW_PRIVATE) when they are saved.
+	Destinations *webhook.Sender
 
 	migrated atomic.Bool // readiness saw every migration applied
 }
@@ -291,6 +295,14 @@ func (d *Deps) buildSenders(override map[string]deliver.Sender) error {
 	}
 	if len(d.Senders) == 0 {
 		return &config.Error{Var: "CRIER_SMTP_URL", Reason: "no channel is configured: set CRIER_SMTP_URL (email) or CRIER_TWILIO_ACCOUNT_SID (SMS)"}
+	}
+	// Destinations need no account: their channels are always on. One
+	// checker of the address rules serves the API too.
+	d.Destinations = webhook.New(webhook.Config{Allow: cfg.WebhookAllow, Signed: true})
+	for ch, signed := range map[string]bool{deliver.ChannelWebhook: true, deliver.ChannelTeams: false, deliver.ChannelSlack: false} {
+		if _, ok := d.Senders[ch]; !ok {
+			d.Senders[ch] = webhook.New(webhook.Config{Allow: cfg.WebhookAllow, Signed: signed})
+		}
 	}
 	return nil
 }

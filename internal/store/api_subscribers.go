@@ -13,29 +13,35 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrNoAddress means an update would leave a subscriber with neither an
-// email address nor a phone number.
-var ErrNoAddress = errors.New("a subscriber needs an email address or a phone number")
+// ErrNoAddress means an update would leave a subscriber with no address
+// or destination at all.
+var ErrNoAddress = errors.New("a subscriber needs an email address, a phone number or a destination URL")
 
-// Channels a subscriber can be reached on, as used in opt-in and opt-out
-// lists; they match deliver.ChannelEmail and deliver.ChannelSMS.
-const (
-	channelEmail = "email"
-	channelSMS   = "sms"
-)
+// channelColumns are, by channel (deliver.Channel*), the subscribers
+// columns holding the address and the opt-out time. Column names in SQL
+// come from here only.
+var channelColumns = map[string]struct{ address, optedOut string }{
+	"email":   {"email", "email_opted_out_at"},
+	"sms":     {"phone", "sms_opted_out_at"},
+	"webhook": {"webhook_url", "webhook_opted_out_at"},
+	"teams":   {"teams_url", "teams_opted_out_at"},
+	"slack":   {"slack_url", "slack_opted_out_at"},
+}
 
 func checkChannels(chs []string) error {
 	for _, ch := range chs {
-		if ch != channelEmail && ch != channelSMS {
+		if _, ok := channelColumns[ch]; !ok {
 			return fmt.Errorf("unknown channel %q", ch)
 		}
 	}
 	return nil
 }
 
-func isCheckViolation(err error) bool {
+// isUnreachable reports a violation of subscribers_reachable: no address
+// or destination would be left.
+func isUnreachable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23514"
+	return errors.As(err, &pgErr) && pgErr.Code == "23514" && pgErr.ConstraintName == "subscribers_reachable"
 }
 
 // AddSubscriber is CreateSubscriber for administrators: in the same
@@ -67,16 +73,19 @@ func (s *Store) AddSubscriber(ctx context.Context, n NewSubscriber, optOut []str
 func insertSubscriber(ctx context.Context, tx pgx.Tx, n NewSubscriber) (int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, `
-		INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at)
+		INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at,
+		                         webhook_url, webhook_secret, teams_url, slack_url)
 		VALUES (nullif($1, ''), nullif($2, ''), $3, $4,
 		        CASE WHEN $5 AND $1 <> '' THEN now() END,
-		        CASE WHEN $6 AND $2 <> '' THEN now() END)
+		        CASE WHEN $6 AND $2 <> '' THEN now() END,
+		        nullif($7, ''), CASE WHEN $7 <> '' THEN $8 END, nullif($9, ''), nullif($10, ''))
 		RETURNING id`,
-		n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS).Scan(&id)
+		n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS,
+		n.WebhookURL, n.WebhookSecret, n.TeamsURL, n.SlackURL).Scan(&id)
 	switch {
 	case isUniqueViolation(err):
 		return 0, fmt.Errorf("create subscriber: address: %w", ErrConflict)
-	case isCheckViolation(err):
+	case isUnreachable(err):
 		return 0, fmt.Errorf("create subscriber: %w", ErrNoAddress)
 	case err != nil:
 		return 0, fmt.Errorf("create subscriber: %w", err)
@@ -87,12 +96,11 @@ func insertSubscriber(ctx context.Context, tx pgx.Tx, n NewSubscriber) (int64, e
 // optOutTx opts a subscriber out of a channel and suppresses their queued
 // deliveries on it; it reports ErrNotFound for an unknown subscriber.
 func optOutTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
-	tag, err := tx.Exec(ctx, `
-		UPDATE subscribers SET
-			email_opted_out_at = CASE WHEN $2 = 'email' THEN coalesce(email_opted_out_at, now()) ELSE email_opted_out_at END,
-			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN coalesce(sms_opted_out_at, now())   ELSE sms_opted_out_at END,
-			updated_at = now()
-		WHERE id = $1`, id, channel)
+	c, ok := channelColumns[channel]
+	if !ok {
+		return fmt.Errorf("opt out: unknown channel %q", channel)
+	}
+	tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE subscribers SET %[1]s = coalesce(%[1]s, now()), updated_at = now() WHERE id = $1`, c.optedOut), id)
 	if err != nil {
 		return fmt.Errorf("opt out: %w", err)
 	}
@@ -119,6 +127,11 @@ type SubscriberUpdate struct {
 	// ConfirmEmail and ConfirmSMS mark the channel's (new) address as
 	// confirmed.
 	ConfirmEmail, ConfirmSMS bool
+	// WebhookURL, TeamsURL and SlackURL replace a destination; "" removes
+	// it. A changed destination starts switched on. WebhookSecret is the
+	// secret of a new or changed webhook URL (kept when nil).
+	WebhookURL, TeamsURL, SlackURL *string
+	WebhookSecret                  *string
 }
 
 // UpdateSubscriber applies u in one transaction. It returns ErrNotFound for
@@ -144,12 +157,23 @@ func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpda
 				                        THEN NULL ELSE sms_opted_out_at END,
 				name = coalesce($4, name),
 				organisation = coalesce($5, organisation),
+				webhook_url = CASE WHEN $6::text IS NULL THEN webhook_url ELSE nullif($6, '') END,
+				webhook_secret = CASE WHEN $6::text IS NULL THEN webhook_secret WHEN $6 = '' THEN NULL
+				                      ELSE coalesce($9, webhook_secret) END,
+				webhook_opted_out_at = CASE WHEN $6::text IS NOT NULL AND coalesce(webhook_url, '') <> $6
+				                            THEN NULL ELSE webhook_opted_out_at END,
+				teams_url = CASE WHEN $7::text IS NULL THEN teams_url ELSE nullif($7, '') END,
+				teams_opted_out_at = CASE WHEN $7::text IS NOT NULL AND coalesce(teams_url, '') <> $7
+				                          THEN NULL ELSE teams_opted_out_at END,
+				slack_url = CASE WHEN $8::text IS NULL THEN slack_url ELSE nullif($8, '') END,
+				slack_opted_out_at = CASE WHEN $8::text IS NOT NULL AND coalesce(slack_url, '') <> $8
+				                          THEN NULL ELSE slack_opted_out_at END,
 				updated_at = now()
-			WHERE id = $1`, id, u.Email, u.Phone, u.Name, u.Organisation)
+			WHERE id = $1`, id, u.Email, u.Phone, u.Name, u.Organisation, u.WebhookURL, u.TeamsURL, u.SlackURL, u.WebhookSecret)
 		switch {
 		case isUniqueViolation(err):
 			return fmt.Errorf("update subscriber %d: address: %w", id, ErrConflict)
-		case isCheckViolation(err):
+		case isUnreachable(err):
 			return fmt.Errorf("update subscriber %d: %w", id, ErrNoAddress)
 		case err != nil:
 			return fmt.Errorf("update subscriber %d: %w", id, err)
@@ -186,12 +210,11 @@ func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpda
 }
 
 func optInTx(ctx context.Context, tx pgx.Tx, id int64, channel string) error {
-	_, err := tx.Exec(ctx, `
-		UPDATE subscribers SET
-			email_opted_out_at = CASE WHEN $2 = 'email' THEN NULL ELSE email_opted_out_at END,
-			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN NULL ELSE sms_opted_out_at END,
-			updated_at = now()
-		WHERE id = $1`, id, channel)
+	c, ok := channelColumns[channel]
+	if !ok {
+		return fmt.Errorf("opt in: unknown channel %q", channel)
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE subscribers SET %s = NULL, updated_at = now() WHERE id = $1`, c.optedOut), id)
 	if err != nil {
 		return fmt.Errorf("opt in: %w", err)
 	}
@@ -206,16 +229,20 @@ var ErrNotConfirmed = errors.New("address not confirmed")
 // from their own management page. Only a confirmed address can be switched
 // on (ErrNotConfirmed otherwise).
 func (s *Store) OptIn(ctx context.Context, id int64, channel string) error {
-	if err := checkChannels([]string{channel}); err != nil {
-		return fmt.Errorf("opt in: %w", err)
+	c, ok := channelColumns[channel]
+	if !ok {
+		return fmt.Errorf("opt in: unknown channel %q", channel)
 	}
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE subscribers SET
-			email_opted_out_at = CASE WHEN $2 = 'email' THEN NULL ELSE email_opted_out_at END,
-			sms_opted_out_at   = CASE WHEN $2 = 'sms'   THEN NULL ELSE sms_opted_out_at END,
-			updated_at = now()
-		WHERE id = $1 AND CASE $2 WHEN 'email' THEN email_confirmed_at IS NOT NULL AND email IS NOT NULL
-		                          ELSE sms_confirmed_at IS NOT NULL AND phone IS NOT NULL END`, id, channel)
+	confirmed := "true"
+	switch channel {
+	case "email":
+		confirmed = "email_confirmed_at IS NOT NULL"
+	case "sms":
+		confirmed = "sms_confirmed_at IS NOT NULL"
+	}
+	tag, err := s.pool.Exec(ctx, fmt.Sprintf(`
+		UPDATE subscribers SET %s = NULL, updated_at = now()
+		WHERE id = $1 AND %s IS NOT NULL AND %s`, c.optedOut, c.address, confirmed), id)
 	if err != nil {
 		return fmt.Errorf("opt in: %w", err)
 	}

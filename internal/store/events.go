@@ -275,7 +275,8 @@ func (s *Store) lockIncident(ctx context.Context, incidentID string) (unlock fun
 // fanOutSQL expands the event's components through the tree (the key itself,
 // its ancestors and its descendants), finds every subscriber of any of those
 // keys, and inserts one delivery of priority $8 per confirmed, not
-// opted-out channel. $5
+// opted-out channel (a destination URL, set by an administrator, counts as
+// confirmed). $5
 // decides the initial state: when a newer update of the incident has already
 // been fanned out, a row whose (subscriber, channel) received that newer
 // update starts superseded.
@@ -292,8 +293,11 @@ WITH keys AS (
 	       CASE WHEN st.stale THEN NULL ELSE now() END, $8
 	FROM subscribers s
 	CROSS JOIN LATERAL (VALUES
-		('email', s.email, s.email_confirmed_at, s.email_opted_out_at),
-		('sms',   s.phone, s.sms_confirmed_at,   s.sms_opted_out_at)
+		('email',   s.email,       s.email_confirmed_at, s.email_opted_out_at),
+		('sms',     s.phone,       s.sms_confirmed_at,   s.sms_opted_out_at),
+		('webhook', s.webhook_url, s.created_at,         s.webhook_opted_out_at),
+		('teams',   s.teams_url,   s.created_at,         s.teams_opted_out_at),
+		('slack',   s.slack_url,   s.created_at,         s.slack_opted_out_at)
 	) AS ch (channel, address, confirmed_at, opted_out_at)
 	CROSS JOIN LATERAL (SELECT $5 AND EXISTS (
 	    SELECT 1 FROM deliveries d

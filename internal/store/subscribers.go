@@ -20,8 +20,20 @@ type Subscriber struct {
 	EmailOptedOutAt  *time.Time `json:"email_opted_out_at,omitempty"`
 	SMSConfirmedAt   *time.Time `json:"sms_confirmed_at,omitempty"`
 	SMSOptedOutAt    *time.Time `json:"sms_opted_out_at,omitempty"`
-	Components       []string   `json:"components"`
-	CreatedAt        time.Time  `json:"created_at"`
+	// WebhookURL, TeamsURL and SlackURL are the subscriber's destinations
+	// (webhook, teams and slack channels); each *OptedOutAt is when it was
+	// switched off (by an administrator, or by a 410 Gone answer).
+	WebhookURL        string     `json:"webhook_url,omitempty"`
+	WebhookOptedOutAt *time.Time `json:"webhook_opted_out_at,omitempty"`
+	TeamsURL          string     `json:"teams_url,omitempty"`
+	TeamsOptedOutAt   *time.Time `json:"teams_opted_out_at,omitempty"`
+	SlackURL          string     `json:"slack_url,omitempty"`
+	SlackOptedOutAt   *time.Time `json:"slack_opted_out_at,omitempty"`
+	Components        []string   `json:"components"`
+	CreatedAt         time.Time  `json:"created_at"`
+	// WebhookSecret is set only in the answer that made it (a new or
+	// changed webhook_url): it is shown once, never read back.
+	WebhookSecret string `json:"webhook_secret,omitempty"`
 }
 
 // NewSubscriber is the input of CreateSubscriber. Addresses must already be
@@ -36,6 +48,9 @@ type NewSubscriber struct {
 	Components   []string
 	ConfirmEmail bool
 	ConfirmSMS   bool
+	// WebhookURL (with its WebhookSecret), TeamsURL and SlackURL are
+	// destinations, switched on at once.
+	WebhookURL, WebhookSecret, TeamsURL, SlackURL string
 }
 
 // CreateSubscriber inserts a subscriber and their subscriptions. It returns
@@ -81,6 +96,8 @@ func setSubscriptions(ctx context.Context, tx pgx.Tx, id int64, components []str
 const subscriberColumns = `
 	s.id, coalesce(s.email, ''), coalesce(s.phone, ''), s.name, s.organisation,
 	s.email_confirmed_at, s.email_opted_out_at, s.sms_confirmed_at, s.sms_opted_out_at,
+	coalesce(s.webhook_url, ''), s.webhook_opted_out_at, coalesce(s.teams_url, ''), s.teams_opted_out_at,
+	coalesce(s.slack_url, ''), s.slack_opted_out_at,
 	coalesce((SELECT array_agg(component_key ORDER BY component_key) FROM subscriptions WHERE subscriber_id = s.id), '{}'),
 	s.created_at`
 
@@ -88,6 +105,7 @@ func scanSubscriber(row pgx.Row) (Subscriber, error) {
 	var sub Subscriber
 	err := row.Scan(&sub.ID, &sub.Email, &sub.Phone, &sub.Name, &sub.Organisation,
 		&sub.EmailConfirmedAt, &sub.EmailOptedOutAt, &sub.SMSConfirmedAt, &sub.SMSOptedOutAt,
+		&sub.WebhookURL, &sub.WebhookOptedOutAt, &sub.TeamsURL, &sub.TeamsOptedOutAt, &sub.SlackURL, &sub.SlackOptedOutAt,
 		&sub.Components, &sub.CreatedAt)
 	return sub, err
 }
@@ -163,6 +181,23 @@ func suppressQueued(ctx context.Context, tx pgx.Tx, id int64, channel string) er
 		return fmt.Errorf("suppress queued deliveries: %w", err)
 	}
 	return nil
+}
+
+// WebhookSecret returns the signing secret of a subscriber's webhook
+// destination ("" when it has none).
+func (s *Store) WebhookSecret(ctx context.Context, id int64) (string, error) {
+	var secret *string
+	err := s.pool.QueryRow(ctx, `SELECT webhook_secret FROM subscribers WHERE id = $1`, id).Scan(&secret)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("subscriber %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("webhook secret of subscriber %d: %w", id, err)
+	}
+	if secret == nil {
+		return "", nil
+	}
+	return *secret, nil
 }
 
 // OptOutPhone opts every subscriber with this E.164 number out of SMS and

@@ -3,6 +3,7 @@ package subscriber
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -23,10 +24,13 @@ const MaxNameLen = 200
 type Input struct {
 	Email, Phone       *string
 	Name, Organisation *string
-	Components         *[]string
+	// WebhookURL, TeamsURL and SlackURL are destinations ("" removes one).
+	WebhookURL, TeamsURL, SlackURL *string
+	Components                     *[]string
 	// Channels lists the channels to use (deliver.ChannelEmail,
-	// deliver.ChannelSMS); nil means every channel with an address. An
-	// address whose channel is not listed is kept but opted out.
+	// deliver.ChannelSMS, and the destinations' ChannelWebhook,
+	// ChannelTeams, ChannelSlack); nil means every channel with an address.
+	// An address whose channel is not listed is kept but opted out.
 	Channels *[]string
 	// Confirmed marks the used channels' addresses as confirmed: an
 	// administrator vouches for them. Otherwise each waits for double
@@ -39,7 +43,9 @@ type Input struct {
 type Details struct {
 	Email, Phone       string // "" for none
 	Name, Organisation string
-	Components         []string
+	// WebhookURL, TeamsURL and SlackURL are destinations ("" for none).
+	WebhookURL, TeamsURL, SlackURL string
+	Components                     []string
 	// Channels are the channels to use, each with an address.
 	Channels []string
 }
@@ -95,7 +101,8 @@ func (s *Service) Check(ctx context.Context, cat Catalog, in Input) (Details, er
 func (s *Service) check(ctx context.Context, cat Catalog, cur *store.Subscriber, in Input, p *problems) (Details, error) {
 	var d Details
 	if cur != nil {
-		d = Details{Email: cur.Email, Phone: cur.Phone, Name: cur.Name, Organisation: cur.Organisation, Components: cur.Components}
+		d = Details{Email: cur.Email, Phone: cur.Phone, Name: cur.Name, Organisation: cur.Organisation, Components: cur.Components,
+			WebhookURL: cur.WebhookURL, TeamsURL: cur.TeamsURL, SlackURL: cur.SlackURL}
 	}
 	if in.Email != nil {
 		d.Email = checkEmail(*in.Email, p)
@@ -103,7 +110,17 @@ func (s *Service) check(ctx context.Context, cat Catalog, cur *store.Subscriber,
 	if in.Phone != nil {
 		d.Phone = s.checkPhone(*in.Phone, p)
 	}
-	if d.Email == "" && d.Phone == "" && !p.has("email", "phone") {
+	for _, f := range [...]struct {
+		field string
+		in    *string
+		out   *string
+	}{{"webhook_url", in.WebhookURL, &d.WebhookURL}, {"teams_url", in.TeamsURL, &d.TeamsURL}, {"slack_url", in.SlackURL, &d.SlackURL}} {
+		if f.in != nil {
+			*f.out = s.checkDestination(ctx, f.field, *f.in, p)
+		}
+	}
+	if d.Email == "" && d.Phone == "" && d.WebhookURL == "" && d.TeamsURL == "" && d.SlackURL == "" &&
+		!p.has("email", "phone", "webhook_url", "teams_url", "slack_url") {
 		if cur == nil {
 			p.add("email", ErrNoAddress, "give an email address, a phone number or both")
 		} else {
@@ -126,8 +143,49 @@ func (s *Service) check(ctx context.Context, cat Catalog, cur *store.Subscriber,
 			return Details{}, err
 		}
 	}
-	d.Channels = checkChannels(in.Channels, d.Email, d.Phone, p)
+	d.Channels = checkChannels(in.Channels, d.addresses(), p)
 	return d, nil
+}
+
+// addresses are the subscriber's address on each channel ("" for none).
+func (d Details) addresses() map[string]string {
+	return map[string]string{
+		deliver.ChannelEmail: d.Email, deliver.ChannelSMS: d.Phone,
+		deliver.ChannelWebhook: d.WebhookURL, deliver.ChannelTeams: d.TeamsURL, deliver.ChannelSlack: d.SlackURL,
+	}
+}
+
+// MaxURLLen is the longest destination URL accepted.
+const MaxURLLen = 2048
+
+// checkDestination trims a destination URL and checks it: https, at most
+// MaxURLLen characters, and (with a DestinationChecker) resolving only to
+// addresses crier may call. "" stays "".
+func (s *Service) checkDestination(ctx context.Context, field, v string, p *problems) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if len(v) > MaxURLLen {
+		p.add(field, ErrBadDestination, fmt.Sprintf("%s is longer than %d characters", field, MaxURLLen))
+		return ""
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || u.Host == "" || u.User != nil:
+		p.add(field, ErrBadDestination, field+" must be an https URL such as https://hooks.example.org/crier, without a user or password")
+		return ""
+	case u.Scheme != "https":
+		p.add(field, ErrBadDestination, field+" must be an https URL")
+		return ""
+	}
+	if s.checkURL != nil {
+		if err := s.checkURL(ctx, v); err != nil {
+			p.add(field, ErrBadDestination, field+" is refused: "+err.Error())
+			return ""
+		}
+	}
+	return v
 }
 
 // noAddressLeft refuses a change that would leave no address.
@@ -222,28 +280,32 @@ func checkComponents(ctx context.Context, cat Catalog, keys []string, p *problem
 	return out, nil
 }
 
+// channelNeeds says what each channel needs, for refusals.
+var channelNeeds = map[string]string{
+	deliver.ChannelEmail: "an email address", deliver.ChannelSMS: "a phone number",
+	deliver.ChannelWebhook: "a webhook_url", deliver.ChannelTeams: "a teams_url", deliver.ChannelSlack: "a slack_url",
+}
+
 // checkChannels checks a channel list against the addresses the
 // subscriber will have; nil means every channel with an address.
-func checkChannels(chs *[]string, emailAddr, phoneNum string, p *problems) []string {
+func checkChannels(chs *[]string, addrs map[string]string, p *problems) []string {
 	if chs == nil {
 		var out []string
-		if emailAddr != "" {
-			out = append(out, deliver.ChannelEmail)
-		}
-		if phoneNum != "" {
-			out = append(out, deliver.ChannelSMS)
+		for _, ch := range deliver.Channels {
+			if addrs[ch] != "" {
+				out = append(out, ch)
+			}
 		}
 		return out
 	}
 	const field = "channels"
 	for _, ch := range *chs {
+		addr, known := addrs[ch]
 		switch {
-		case ch == deliver.ChannelEmail && emailAddr == "":
-			p.add(field, ErrChannelNeedsAddress, "channel email needs an email address")
-		case ch == deliver.ChannelSMS && phoneNum == "":
-			p.add(field, ErrChannelNeedsAddress, "channel sms needs a phone number")
-		case ch != deliver.ChannelEmail && ch != deliver.ChannelSMS:
-			p.add(field, ErrUnknownChannel, fmt.Sprintf("unknown channel %q (email or sms)", ch))
+		case !known:
+			p.add(field, ErrUnknownChannel, fmt.Sprintf("unknown channel %q (%s)", ch, strings.Join(deliver.Channels, ", ")))
+		case addr == "":
+			p.add(field, ErrChannelNeedsAddress, fmt.Sprintf("channel %s needs %s", ch, channelNeeds[ch]))
 		}
 		if p.has(field) {
 			break

@@ -50,7 +50,7 @@ func TestCheck(t *testing.T) {
 			fmt.Sprintf("components names more than %d keys", event.MaxComponents)},
 		{"bad key", input("email", "x@example.org", "components", "emar,Lunch Menu"), "components", subscriber.ErrBadComponentKey, `"Lunch Menu" is not a component key`},
 		{"unknown component", input("email", "x@example.org", "components", "emar,lunch"), "components", subscriber.ErrUnknownComponent, `unknown component "lunch"`},
-		{"unknown channel", input("email", "x@example.org", "components", "emar", "channels", "fax"), "channels", subscriber.ErrUnknownChannel, `unknown channel "fax" (email or sms)`},
+		{"unknown channel", input("email", "x@example.org", "components", "emar", "channels", "fax"), "channels", subscriber.ErrUnknownChannel, `unknown channel "fax" (email, sms, webhook, teams, slack)`},
 		{"sms without phone", input("email", "x@example.org", "components", "emar", "channels", "sms"), "channels", subscriber.ErrChannelNeedsAddress, "channel sms needs a phone number"},
 		{"email without address", input("phone", "07400 123456", "components", "emar", "channels", "email"), "channels", subscriber.ErrChannelNeedsAddress, "channel email needs an email address"},
 	} {

@@ -12,6 +12,7 @@ import (
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/token"
+	"github.com/crier-dev/crier/internal/webhook"
 )
 
 // Config configures the rules and the double opt-in. Zero fields take the
@@ -100,15 +101,20 @@ type Deps struct {
 	// (deliver.ChannelEmail, deliver.ChannelSMS); a channel without a
 	// sender is not offered (see Offers).
 	Senders map[string]deliver.Sender
+	// CheckURL, when set, checks a destination URL beyond its form: that
+	// it resolves only to addresses crier may call (webhook.Sender's
+	// CheckURL).
+	CheckURL func(ctx context.Context, raw string) error
 }
 
 // Service applies the subscriber rules and runs the double opt-in.
 type Service struct {
-	cfg     Config
-	store   *store.Store
-	signer  *token.Signer
-	links   Links
-	senders map[string]deliver.Sender
+	cfg      Config
+	store    *store.Store
+	signer   *token.Signer
+	links    Links
+	senders  map[string]deliver.Sender
+	checkURL func(ctx context.Context, raw string) error
 }
 
 // New checks the configuration and returns the Service.
@@ -120,7 +126,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if d.Store == nil {
 		return nil, errors.New("subscriber: Store is required")
 	}
-	return &Service{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders}, nil
+	return &Service{cfg: cfg, store: d.Store, signer: d.Signer, links: d.Links, senders: d.Senders, checkURL: d.CheckURL}, nil
 }
 
 // Create checks in and stores a new subscriber, as an administrator asks:
@@ -135,18 +141,22 @@ func (s *Service) Create(ctx context.Context, in Input) (store.Subscriber, error
 		return store.Subscriber{}, err
 	}
 	n := newSubscriber(d, in.Confirmed)
-	var optOut []string
-	if d.Email != "" && !d.Uses(deliver.ChannelEmail) {
-		optOut = append(optOut, deliver.ChannelEmail)
+	if n.WebhookURL != "" {
+		n.WebhookSecret = webhook.NewSecret()
 	}
-	if d.Phone != "" && !d.Uses(deliver.ChannelSMS) {
-		optOut = append(optOut, deliver.ChannelSMS)
+	var optOut []string
+	for ch, addr := range d.addresses() {
+		if addr != "" && !d.Uses(ch) {
+			optOut = append(optOut, ch)
+		}
 	}
 	id, err := s.store.AddSubscriber(ctx, n, optOut)
 	if err != nil {
 		return store.Subscriber{}, storeRefusal(err)
 	}
-	return s.store.GetSubscriber(ctx, id)
+	sub, err := s.store.GetSubscriber(ctx, id)
+	sub.WebhookSecret = n.WebhookSecret // shown once
+	return sub, err
 }
 
 // Import checks in, one row of an import, and creates the subscriber, or
@@ -174,6 +184,7 @@ func newSubscriber(d Details, confirmed bool) store.NewSubscriber {
 		Email: d.Email, Phone: d.Phone, Name: d.Name, Organisation: d.Organisation, Components: d.Components,
 		ConfirmEmail: confirmed && d.Uses(deliver.ChannelEmail),
 		ConfirmSMS:   confirmed && d.Uses(deliver.ChannelSMS),
+		WebhookURL:   d.WebhookURL, TeamsURL: d.TeamsURL, SlackURL: d.SlackURL,
 	}
 }
 
@@ -208,7 +219,13 @@ func (s *Service) Update(ctx context.Context, id int64, in Input) (store.Subscri
 	if err != nil {
 		return store.Subscriber{}, err
 	}
-	err = s.store.UpdateSubscriber(ctx, id, update(in, d))
+	u := update(in, d)
+	var secret string
+	if d.WebhookURL != "" && d.WebhookURL != cur.WebhookURL {
+		secret = webhook.NewSecret()
+		u.WebhookSecret = &secret
+	}
+	err = s.store.UpdateSubscriber(ctx, id, u)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return store.Subscriber{}, fmt.Errorf("%w: %w", ErrConflict, err)
@@ -217,7 +234,9 @@ func (s *Service) Update(ctx context.Context, id int64, in Input) (store.Subscri
 	case err != nil:
 		return store.Subscriber{}, err
 	}
-	return s.store.GetSubscriber(ctx, id)
+	sub, err := s.store.GetSubscriber(ctx, id)
+	sub.WebhookSecret = secret // shown once, when the URL is new
+	return sub, err
 }
 
 // update is the store update that gives the fields of in their checked
@@ -239,14 +258,23 @@ func update(in Input, d Details) store.SubscriberUpdate {
 	if in.Components != nil {
 		u.Components = &d.Components
 	}
+	if in.WebhookURL != nil {
+		u.WebhookURL = &d.WebhookURL
+	}
+	if in.TeamsURL != nil {
+		u.TeamsURL = &d.TeamsURL
+	}
+	if in.SlackURL != nil {
+		u.SlackURL = &d.SlackURL
+	}
 	if in.Channels != nil {
-		for _, a := range [...]struct{ channel, addr string }{{deliver.ChannelEmail, d.Email}, {deliver.ChannelSMS, d.Phone}} {
-			switch {
-			case a.addr == "":
-			case d.Uses(a.channel):
-				u.OptIn = append(u.OptIn, a.channel)
+		for _, ch := range deliver.Channels {
+			switch addr := d.addresses()[ch]; {
+			case addr == "":
+			case d.Uses(ch):
+				u.OptIn = append(u.OptIn, ch)
 			default:
-				u.OptOut = append(u.OptOut, a.channel)
+				u.OptOut = append(u.OptOut, ch)
 			}
 		}
 	}

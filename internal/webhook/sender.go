@@ -28,6 +28,10 @@ type Config struct {
 	// Allow names the private destinations that may be called
 	// (CRIER_WEBHOOK_ALLOW_PRIVATE); every other one must be public.
 	Allow Allow
+	// Signed makes every request carry the Standard Webhooks headers,
+	// signed with Message.Secret (the webhook channel); Teams and Slack
+	// URLs are secrets themselves and get none.
+	Signed bool
 	// Timeout bounds one request, connection to last byte (default 10s).
 	Timeout time.Duration
 	// MaxResponse is how much of an answer's body is read (default 64 KiB);
@@ -44,10 +48,11 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Sender posts signed JSON to a destination URL: a deliver.Sender for the
-// webhook channel. Message.To is the URL, Message.Body the JSON and
-// Message.Secret the destination's secret; webhook-id is the delivery id,
-// so a retry of one delivery carries the same id.
+// Sender posts JSON to a destination URL: a deliver.Sender for the
+// webhook, teams and slack channels. Message.To is the URL and
+// Message.Body the JSON. Signed, Message.Secret is the destination's
+// secret and webhook-id the delivery id, so a retry of one delivery
+// carries the same id.
 type Sender struct {
 	cfg    Config
 	client *http.Client
@@ -92,7 +97,10 @@ func New(cfg Config) *Sender {
 }
 
 // Close closes idle connections.
-func (s *Sender) Close() { s.client.CloseIdleConnections() }
+func (s *Sender) Close() error {
+	s.client.CloseIdleConnections()
+	return nil
+}
 
 // CheckURL reports whether raw is a destination crier may call: https,
 // with a host, no user information, resolving to permitted addresses
@@ -146,10 +154,6 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	if err != nil {
 		return "", deliver.Permanent("url", err)
 	}
-	key, err := SecretKey(m.Secret)
-	if err != nil {
-		return "", deliver.Permanent("secret", err)
-	}
 	id := strconv.FormatInt(m.DeliveryID, 10)
 	now := s.cfg.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(m.Body))
@@ -158,11 +162,23 @@ func (s *Sender) Send(ctx context.Context, m deliver.Message) (string, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", s.cfg.UserAgent)
-	req.Header.Set(HeaderID, id)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(key, id, now, m.Body))
+	if s.cfg.Signed {
+		key, err := SecretKey(m.Secret)
+		if err != nil {
+			return "", deliver.Permanent("secret", err)
+		}
+		req.Header.Set(HeaderID, id)
+		req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(HeaderSignature, Sign(key, id, now, m.Body))
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// The client's error quotes the URL, whose path and query are the
+		// credential of a Teams or Slack webhook: name the host only.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("post to %s: %w", u.Host, ue.Err)
+		}
 		if errors.Is(err, ErrForbiddenAddress) {
 			return "", deliver.Permanent("address", err)
 		}

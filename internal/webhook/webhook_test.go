@@ -83,9 +83,9 @@ func (p *peer) sender(t *testing.T, allow ...string) *webhook.Sender {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := webhook.New(webhook.Config{Allow: a, RootCAs: p.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs,
+	s := webhook.New(webhook.Config{Allow: a, Signed: true, RootCAs: p.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs,
 		Resolver: p.dns.Resolver(), Timeout: 3 * time.Second})
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -262,7 +262,7 @@ func TestAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	silent := webhook.New(webhook.Config{Allow: mustAllow(t, ln.Addr().String()), Timeout: 300 * time.Millisecond, Resolver: p.dns.Resolver()})
+	silent := webhook.New(webhook.Config{Allow: mustAllow(t, ln.Addr().String()), Signed: true, Timeout: 300 * time.Millisecond, Resolver: p.dns.Resolver()})
 	defer silent.Close()
 	m := message(p, 0)
 	m.To = "https://example.com:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + "/hook"

@@ -15,11 +15,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,21 +58,34 @@ type Server struct {
 	force map[string]int // path -> status to answer regardless
 }
 
-// New starts a server of kind; for Webhook, secret is the destination's
-// whsec_ secret. It stops when the test ends.
-func New(t testing.TB, kind Kind, secret string) *Server {
+// New starts a server of kind; a Webhook server checks signatures with
+// the secret given to SetSecret (and refuses every request before). It
+// stops when the test ends.
+func New(t testing.TB, kind Kind) *Server {
 	t.Helper()
 	s := &Server{kind: kind, force: map[string]int{}}
-	if kind == Webhook {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-		if err != nil || !strings.HasPrefix(secret, "whsec_") {
-			t.Fatalf("hooktest: secret %q is not whsec_ and base64", secret)
-		}
-		s.secret = key
-	}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// SetSecret sets the whsec_ secret signatures are checked with.
+func (s *Server) SetSecret(secret string) error {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil || !strings.HasPrefix(secret, "whsec_") || len(key) == 0 {
+		return fmt.Errorf("hooktest: secret %q is not whsec_ and base64", secret)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secret = key
+	return nil
+}
+
+// CertificatePEM writes the server's certificate (the same for every
+// httptest server) as PEM to path, for a process to trust through
+// SSL_CERT_FILE.
+func (s *Server) CertificatePEM(path string) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o600)
 }
 
 // Answer makes the server answer requests to path with status (0: as the
@@ -170,7 +185,13 @@ func (s *Server) checkSignature(h http.Header, body []byte) error {
 	if d := time.Since(time.Unix(sec, 0)); d > 5*time.Minute || d < -5*time.Minute {
 		return fmt.Errorf("webhook-timestamp is %s away", d)
 	}
-	m := hmac.New(sha256.New, s.secret)
+	s.mu.Lock()
+	key := s.secret
+	s.mu.Unlock()
+	if key == nil {
+		return errors.New("no secret set")
+	}
+	m := hmac.New(sha256.New, key)
 	fmt.Fprintf(m, "%s.%s.", id, ts)
 	m.Write(body)
 	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
