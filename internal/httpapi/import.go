@@ -32,6 +32,14 @@ type importAnswer struct {
 	Updated  int       `json:"updated"`
 	Refused  int       `json:"refused"`
 	Refusals []refusal `json:"refusals"`
+	// WebhookSecrets are the secrets of the webhook destinations the
+	// import created, by line: shown this once.
+	WebhookSecrets []lineSecret `json:"webhook_secrets,omitempty"`
+}
+
+type lineSecret struct {
+	Line          int    `json:"line"`
+	WebhookSecret string `json:"webhook_secret"`
 }
 
 type refusal struct {
@@ -98,7 +106,7 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 		if strings.TrimSpace(strings.Join(rec, "")) == "" {
 			continue // blank line
 		}
-		created, err := a.subs.Import(r.Context(), known, importInput(rec, col, confirmed))
+		created, secret, err := a.subs.Import(r.Context(), known, importInput(rec, col, confirmed))
 		reason, err := a.importRefusal(r, line, err)
 		switch {
 		case err != nil:
@@ -107,6 +115,9 @@ func (a *API) importSubscribers(w http.ResponseWriter, r *http.Request) error {
 			refuse(line, "%s", reason)
 		case created:
 			ans.Created++
+			if secret != "" {
+				ans.WebhookSecrets = append(ans.WebhookSecrets, lineSecret{line, secret})
+			}
 		default:
 			ans.Updated++
 		}
@@ -143,6 +154,10 @@ func readImport(w http.ResponseWriter, r *http.Request) (cr *csv.Reader, col map
 		if slices.Contains(subscriber.StateColumns, h) {
 			continue
 		}
+		if slices.Contains(subscriber.DestinationColumns, h) {
+			col[h] = i
+			continue
+		}
 		if !slices.Contains(importColumns, h) {
 			return nil, nil, 0, fail(http.StatusBadRequest, "", "unknown column %q: the header must be %s", h, strings.Join(importColumns, ","))
 		}
@@ -167,10 +182,16 @@ func importInput(rec []string, col map[string]int, confirmed bool) subscriber.In
 			components = append(components, k)
 		}
 	}
-	return subscriber.Input{
+	in := subscriber.Input{
 		Email: cell("email"), Phone: cell("phone"), Name: cell("name"), Organisation: cell("organisation"),
 		Components: &components, Confirmed: confirmed,
 	}
+	for name, dst := range map[string]**string{"webhook_url": &in.WebhookURL, "teams_url": &in.TeamsURL, "slack_url": &in.SlackURL} {
+		if _, ok := col[name]; ok {
+			*dst = cell(name)
+		}
+	}
+	return in
 }
 
 // importRefusal words why a row was not imported ("" when it was); an

@@ -253,8 +253,9 @@ func (s *Store) OptIn(ctx context.Context, id int64, channel string) error {
 }
 
 // ImportSubscriber creates a subscriber, or updates the one that already
-// holds n's email address or phone number: its name, organisation and
-// components are replaced, its addresses and channels left as they are. It
+// holds n's email address or phone number (or, for a row with neither, one
+// of its destination URLs): its name, organisation and components are
+// replaced, its addresses, destinations and channels left as they are. It
 // reports whether it created one. ErrConflict means the email address and
 // the phone number belong to two different subscribers; ErrNotFound means
 // a component does not exist.
@@ -263,7 +264,8 @@ func (s *Store) ImportSubscriber(ctx context.Context, n NewSubscriber) (created 
 		rows, err := tx.Query(ctx, `
 			SELECT id FROM subscribers
 			WHERE ($1 <> '' AND lower(email) = lower($1)) OR ($2 <> '' AND phone = $2)
-			ORDER BY id FOR UPDATE`, n.Email, n.Phone)
+			   OR ($1 = '' AND $2 = '' AND (($3 <> '' AND webhook_url = $3) OR ($4 <> '' AND teams_url = $4) OR ($5 <> '' AND slack_url = $5)))
+			ORDER BY id FOR UPDATE`, n.Email, n.Phone, n.WebhookURL, n.TeamsURL, n.SlackURL)
 		if err != nil {
 			return fmt.Errorf("import subscriber: %w", err)
 		}

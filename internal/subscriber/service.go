@@ -160,23 +160,31 @@ func (s *Service) Create(ctx context.Context, in Input) (store.Subscriber, error
 }
 
 // Import checks in, one row of an import, and creates the subscriber, or
-// updates the name, organisation and components (not the addresses or
-// channels) of the one subscriber that has its email address or phone
-// number. With in.Confirmed a new subscriber's addresses are confirmed at
+// updates the name, organisation and components (not the addresses,
+// destinations or channels) of the one subscriber that has its email
+// address or phone number. A created subscriber with a webhook URL gets a
+// secret, returned (to be shown once). With in.Confirmed a new subscriber's addresses are confirmed at
 // once. cat is usually a Snapshot taken once for the whole import.
 // Refusals are an *InvalidError or a *FieldError (a component removed
 // meanwhile), and ErrConflict when the email address and the phone number
 // belong to two different subscribers.
-func (s *Service) Import(ctx context.Context, cat Catalog, in Input) (created bool, err error) {
+func (s *Service) Import(ctx context.Context, cat Catalog, in Input) (created bool, secret string, err error) {
 	d, err := s.Check(ctx, cat, in)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	created, err = s.store.ImportSubscriber(ctx, newSubscriber(d, in.Confirmed))
+	n := newSubscriber(d, in.Confirmed)
+	if n.WebhookURL != "" {
+		n.WebhookSecret = webhook.NewSecret()
+	}
+	created, err = s.store.ImportSubscriber(ctx, n)
 	if err != nil {
-		return false, storeRefusal(err)
+		return false, "", storeRefusal(err)
 	}
-	return created, nil
+	if !created {
+		return false, "", nil // the existing subscriber keeps its destinations and secret
+	}
+	return true, n.WebhookSecret, nil
 }
 
 func newSubscriber(d Details, confirmed bool) store.NewSubscriber {

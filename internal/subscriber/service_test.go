@@ -115,7 +115,7 @@ func TestImport(t *testing.T) {
 	}
 	snap := subscriber.NewSnapshot(example.Components())
 
-	created, err := b.svc.Import(ctx, snap, input("email", "manager@oakview-care.example", "phone", "", "name", "Alex Morgan",
+	created, _, err := b.svc.Import(ctx, snap, input("email", "manager@oakview-care.example", "phone", "", "name", "Alex Morgan",
 		"organisation", "Oakview Care Home", "components", "atlas-sync,emar"))
 	if err != nil || created {
 		t.Fatalf("update row: created %v, %v", created, err)
@@ -123,32 +123,32 @@ func TestImport(t *testing.T) {
 	if sub, _ := b.st.GetSubscriber(ctx, existing); sub.Name != "Alex Morgan" || strings.Join(sub.Components, ",") != "atlas-sync,emar" || sub.EmailConfirmedAt == nil {
 		t.Errorf("updated %+v", sub)
 	}
-	created, err = b.svc.Import(ctx, snap, input("email", "deputy@riverside-care.example", "phone", "07400 123451", "name", "Sam", "components", "capa"))
+	created, _, err = b.svc.Import(ctx, snap, input("email", "deputy@riverside-care.example", "phone", "07400 123451", "name", "Sam", "components", "capa"))
 	if err != nil || !created {
 		t.Fatalf("new row: created %v, %v", created, err)
 	}
 	if !storeHas(t, b.st, "+447400123451") {
 		t.Error("the phone was not stored in E.164")
 	}
-	_, err = b.svc.Import(ctx, snap, input("email", "manager@oakview-care.example", "phone", "+447400123450", "components", "emar"))
+	_, _, err = b.svc.Import(ctx, snap, input("email", "manager@oakview-care.example", "phone", "+447400123450", "components", "emar"))
 	if !errors.Is(err, subscriber.ErrConflict) {
 		t.Errorf("two subscribers: %v", err)
 	}
-	_, err = b.svc.Import(ctx, snap, input("email", "", "phone", "", "components", "emar"))
+	_, _, err = b.svc.Import(ctx, snap, input("email", "", "phone", "", "components", "emar"))
 	expectField(t, err, "email", subscriber.ErrNoAddress, "")
-	_, err = b.svc.Import(ctx, snap, input("email", "new@hillcrest.example", "components", "lunch"))
+	_, _, err = b.svc.Import(ctx, snap, input("email", "new@hillcrest.example", "components", "lunch"))
 	expectField(t, err, "components", subscriber.ErrUnknownComponent, `unknown component "lunch"`)
 
 	// A component deleted since the snapshot was taken.
 	if err := b.st.DeleteComponent(ctx, "capa", true); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.svc.Import(ctx, snap, input("email", "new@hillcrest.example", "components", "capa"))
+	_, _, err = b.svc.Import(ctx, snap, input("email", "new@hillcrest.example", "components", "capa"))
 	expectField(t, err, "components", subscriber.ErrUnknownComponent, "a component does not exist")
 
 	in := input("email", "night@hillcrest.example", "phone", "07400 123452", "components", "emar")
 	in.Confirmed = true
-	if _, err := b.svc.Import(ctx, snap, in); err != nil {
+	if _, _, err := b.svc.Import(ctx, snap, in); err != nil {
 		t.Fatal(err)
 	}
 	subs, _ := b.st.ListSubscribers(ctx, 0, 100)
