@@ -65,6 +65,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,6 +260,8 @@ type API struct {
 	cop   *http.CrossOriginProtection
 	// intake admits published events, as the fan-out consumer does.
 	intake *intake.Intake
+	// patterns are the /v1 routes Register added.
+	patterns []string
 
 	subscribeClient  *limiter
 	subscribeAddress *limiter
@@ -320,7 +323,12 @@ func New(cfg Config, d Deps) (*API, error) {
 
 // Register adds every route to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	api := func(pattern string, h apiHandler) { mux.Handle(pattern, a.apiRoute(h)) }
+	api := func(pattern string, h apiHandler) {
+		a.patterns = append(a.patterns, pattern)
+		mux.Handle(pattern, a.apiRoute(h))
+	}
+	a.patterns = append(a.patterns, "GET /v1/openapi.json")
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	api("POST /v1/events", a.postEvent)
 	api("POST /v1/integrations/alertmanager", a.postAlerts("alertmanager"))
 	api("POST /v1/integrations/grafana", a.postAlerts("grafana"))
@@ -353,6 +361,10 @@ func (a *API) Register(mux *http.ServeMux) {
 	page("POST /admin/logout", a.signOut)
 	page("POST /admin/logout-everywhere", a.signOutEverywhere)
 }
+
+// APIPatterns returns the /v1 route patterns Register added ("GET
+// /v1/events/{id}"), for checking that the OpenAPI document has them all.
+func (a *API) APIPatterns() []string { return slices.Clone(a.patterns) }
 
 // Handler returns a handler serving every route, for tests and for
 // embedding.

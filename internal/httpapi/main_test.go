@@ -165,12 +165,23 @@ func (a answer) String() string { return string(a.body) }
 // writes "+" as "&#43;").
 func (a answer) page() string { return html.UnescapeString(string(a.body)) }
 
-// request sends one request; hdr holds header pairs.
+// request sends one request; hdr holds header pairs. An exchange with the
+// /v1 API is checked against the OpenAPI document (checkContract).
 func (b *bundle) request(t *testing.T, method, path string, body io.Reader, hdr ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, b.url+path, body)
+	var reqBody []byte
+	if body != nil {
+		var err error
+		if reqBody, err = io.ReadAll(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, b.url+path, bytes.NewReader(reqBody))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body == nil {
+		req.Body, req.ContentLength = nil, 0
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -184,6 +195,7 @@ func (b *bundle) request(t *testing.T, method, path string, body io.Reader, hdr 
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkContract(t, method, b.url+path, req.Header, reqBody, resp.StatusCode, resp.Header, raw)
 	return answer{status: resp.StatusCode, header: resp.Header, body: raw}
 }
 
