@@ -101,7 +101,7 @@ func TestContractCheckCanFail(t *testing.T) {
 		status      int
 		resp        string
 	}{
-		"a missing required field":  {"GET", "/v1/components", "", 200, `{"components": [{"key": "emar"}]}`},
+		"a missing required field":   {"GET", "/v1/components", "", 200, `{"components": [{"key": "emar"}]}`},
 		"a wrong type":               {"GET", "/v1/subscribers/1", "", 200, `{"id": "one", "name": "", "organisation": "", "components": [], "created_at": "2025-11-10T13:35:00Z"}`},
 		"an undocumented status":     {"DELETE", "/v1/subscribers/1", "", 418, `{"error": "teapot"}`},
 		"an unknown channel":         {"GET", "/v1/events/x/deliveries?channel=fax", "", 200, `{"deliveries": [], "next": null}`},
