@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/crier-dev/crier/internal/testkit/hooktest"
+	"github.com/crier-dev/crier/internal/testkit/npmtest"
 )
 
 // TestHooksOfTheSeedIncident: every update of the seed incident renders a
@@ -79,6 +80,58 @@ func TestHooksOfTheSeedIncident(t *testing.T) {
 	}
 	if !strings.Contains(string(slack), "&lt;is&gt; down &amp; out") {
 		t.Error("Slack text is not escaped for mrkdwn")
+	}
+}
+
+// TestTeamsCardParsesWithAdaptiveCards: the seed incident's cards parse
+// with Microsoft's own Adaptive Cards library (npm adaptivecards) without
+// a single complaint: no unknown element, property value or version.
+func TestTeamsCardParsesWithAdaptiveCards(t *testing.T) {
+	modules := npmtest.Dir(t, "adaptivecards", "2.11.3")
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cards []json.RawMessage
+	for n := 1; n <= len(seedUpdates); n++ {
+		p, err := r.Prepare(seedEvent(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := p.Teams(Recipient{ManageURL: "https://status.example.org/manage/tok"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ Attachments []struct{ Content json.RawMessage } }
+		if err := json.Unmarshal(msg, &m); err != nil || len(m.Attachments) != 1 {
+			t.Fatalf("Teams message %s (%v)", msg, err)
+		}
+		cards = append(cards, m.Attachments[0].Content)
+	}
+	bogus := json.RawMessage(`{"type":"AdaptiveCard","version":"1.4","body":[{"type":"TextBlock","text":"x","weight":"Boldest"}]}`)
+	in, _ := json.Marshal(append(cards, bogus))
+	out := npmtest.Node(t, modules, `
+const AC = require("adaptivecards");
+const cards = JSON.parse(require("fs").readFileSync(0, "utf8"));
+console.log(JSON.stringify(cards.map(json => {
+  const ctx = new AC.SerializationContext();
+  new AC.AdaptiveCard().parse(json, ctx);
+  const events = [];
+  for (let i = 0; i < ctx.eventCount; i++) events.push(ctx.getEventAt(i).message);
+  return events;
+})));
+`, string(in))
+	var complaints [][]string
+	if err := json.Unmarshal([]byte(out), &complaints); err != nil || len(complaints) != len(cards)+1 {
+		t.Fatalf("node printed %q (%v)", out, err)
+	}
+	for i, c := range complaints[:len(cards)] {
+		if len(c) != 0 {
+			t.Errorf("update %d: adaptivecards complains: %q", i+1, c)
+		}
+	}
+	if len(complaints[len(cards)]) == 0 {
+		t.Error("adaptivecards took a card with weight Boldest: the check cannot fail")
 	}
 }
 

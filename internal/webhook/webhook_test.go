@@ -115,12 +115,32 @@ func message(p *peer, i int) deliver.Message {
 	}
 }
 
+// TestConformance runs the senders' suite signed (the webhook channel)
+// and unsigned (teams, slack).
 func TestConformance(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Signed", false: "Unsigned"}[signed], func(t *testing.T) { conformance(t, signed) })
+	}
+}
+
+func conformance(t *testing.T, signed bool) {
 	sendertest.Run(t, func(t *testing.T) sendertest.Harness {
 		p := newPeer(t)
+		s := p.sender(t)
+		if !signed {
+			s = webhook.New(webhook.Config{Allow: mustAllow(t, "127.0.0.1:"+strconv.Itoa(p.proxy.Port())),
+				RootCAs: p.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, Resolver: p.dns.Resolver(), Timeout: 3 * time.Second})
+			t.Cleanup(func() { _ = s.Close() })
+		}
 		return sendertest.Harness{
-			Sender:  p.sender(t),
-			Message: func(i int) deliver.Message { return message(p, i) },
+			Sender:  s,
+			Message: func(i int) deliver.Message {
+				m := message(p, i)
+				if !signed {
+					m.Secret = "" // Teams and Slack URLs carry no secret
+				}
+				return m
+			},
 			Received: func() int {
 				n := 0
 				p.mu.Lock()
@@ -367,5 +387,27 @@ func TestDNSRebinding(t *testing.T) {
 	// Positive control: allowed, the same send arrives.
 	if _, err := p.sender(t).Send(ctx, message(p, 0)); err != nil || len(p.requests()) != 1 {
 		t.Errorf("with the peer allowed: %v, %d requests", err, len(p.requests()))
+	}
+}
+
+// TestUnsignedSendsNoSignature: Teams and Slack get the JSON alone.
+func TestUnsignedSendsNoSignature(t *testing.T) {
+	p := newPeer(t)
+	s := webhook.New(webhook.Config{Allow: mustAllow(t, "127.0.0.1:"+strconv.Itoa(p.proxy.Port())),
+		RootCAs: p.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, Resolver: p.dns.Resolver()})
+	defer s.Close()
+	m := message(p, 0)
+	m.Secret = ""
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	r := p.requests()[0]
+	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+		if r.Header.Get(h) != "" {
+			t.Errorf("unsigned request carries %s", h)
+		}
+	}
+	if string(r.Body) != string(m.Body) || r.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("body %s, Content-Type %q", r.Body, r.Header.Get("Content-Type"))
 	}
 }
