@@ -567,6 +567,33 @@ func TestManagePage(t *testing.T) {
 	}
 }
 
+// TestManagePageDestinations: a subscriber with a Teams destination sees
+// it on the manage page, its URL masked, and can switch it off and on.
+func TestManagePageDestinations(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	teams := "https://oakview.webhook.office.com/webhookb2/secret-path?sig=secret"
+	id := b.subscriber(t, store.NewSubscriber{Email: "robin@oakview-care.example", Components: []string{"emar"}, ConfirmEmail: true, TeamsURL: teams})
+	tok := b.manageToken(id)
+	b.secret(tok)
+	path := "/manage/" + tok
+	page := b.get(t, path).page()
+	if !strings.Contains(page, `id="channel-teams" name="channels" value="teams" checked`) || !strings.Contains(page, "https://oakview.webhook.office.com/…") {
+		t.Errorf("manage page lacks the Teams destination:\n%s", page)
+	}
+	if strings.Contains(page, "secret-path") || strings.Contains(page, "sig=") || strings.Contains(page, "channel-slack") {
+		t.Error("manage page shows the Teams URL in full, or a destination the subscriber does not have")
+	}
+	expectStatus(t, b.post(t, path, url.Values{"action": {"save"}, "components": {"emar"}, "channels": {"email"}}), http.StatusSeeOther)
+	if sub := b.getSubscriber(t, id); sub.TeamsOptedOutAt == nil || sub.EmailOptedOutAt != nil {
+		t.Fatalf("after switching Teams off %+v", sub)
+	}
+	expectStatus(t, b.post(t, path, url.Values{"action": {"save"}, "components": {"emar"}, "channels": {"email", "teams"}}), http.StatusSeeOther)
+	if sub := b.getSubscriber(t, id); sub.TeamsOptedOutAt != nil {
+		t.Fatalf("after switching Teams on %+v", sub)
+	}
+}
+
 func TestAdminSignIn(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

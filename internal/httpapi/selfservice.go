@@ -342,7 +342,7 @@ type manageView struct {
 }
 
 func channelViews(sub store.Subscriber) []channelView {
-	return []channelView{
+	views := []channelView{
 		channelViewOf(deliver.ChannelEmail, "Email", sub.Email, redact.Email(sub.Email), sub.EmailConfirmedAt, sub.EmailOptedOutAt,
 			"No email address is on file. To get emails as well, subscribe with your email address on the subscribe page.",
 			"Not confirmed yet: follow the link we emailed you, or subscribe again for a new one."),
@@ -350,6 +350,21 @@ func channelViews(sub store.Subscriber) []channelView {
 			"No mobile number is on file. To get text messages as well, subscribe with your mobile number on the subscribe page.",
 			"Not confirmed yet: subscribe again with this number to get a new code."),
 	}
+	// Destinations, set by an administrator, are shown when there is one:
+	// the subscriber can switch them off and on, not change them.
+	for _, d := range []struct {
+		key, label, url string
+		optedOut        *time.Time
+	}{
+		{deliver.ChannelTeams, "Microsoft Teams", sub.TeamsURL, sub.TeamsOptedOutAt},
+		{deliver.ChannelSlack, "Slack", sub.SlackURL, sub.SlackOptedOutAt},
+		{deliver.ChannelWebhook, "Webhook", sub.WebhookURL, sub.WebhookOptedOutAt},
+	} {
+		if d.url != "" {
+			views = append(views, channelViewOf(d.key, d.label, d.url, redact.Destination(d.url), &sub.CreatedAt, d.optedOut, "", ""))
+		}
+	}
+	return views
 }
 
 // channelViewOf describes one channel of a subscriber: missing, waiting for
