@@ -102,7 +102,9 @@ func TestTeamsCardParsesWithAdaptiveCards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m struct{ Attachments []struct{ Content json.RawMessage } }
+		var m struct {
+			Attachments []struct{ Content json.RawMessage }
+		}
 		if err := json.Unmarshal(msg, &m); err != nil || len(m.Attachments) != 1 {
 			t.Fatalf("Teams message %s (%v)", msg, err)
 		}

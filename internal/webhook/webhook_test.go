@@ -133,7 +133,7 @@ func conformance(t *testing.T, signed bool) {
 			t.Cleanup(func() { _ = s.Close() })
 		}
 		return sendertest.Harness{
-			Sender:  s,
+			Sender: s,
 			Message: func(i int) deliver.Message {
 				m := message(p, i)
 				if !signed {
