@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crier-dev/crier/internal/deliver"
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/publicurl"
 	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/store"
@@ -124,6 +125,29 @@ func (c *Composer) composeHook(ctx context.Context, p *render.Prepared, d store.
 	return m, nil
 }
 
+// runbooks returns, for each affected component, its advice (text of it),
+// or its nearest ancestor's when it has none: a subscriber of Sync Pod A
+// gets Atlas Sync's guidance unless the pod has its own. Repeats are
+// dropped.
+func runbooks(byKey map[string]store.Component, keys []string, text func(store.Component) string) []render.Runbook {
+	var out []render.Runbook
+	seen := map[string]bool{}
+	for _, k := range keys {
+		for key := k; key != ""; key = store.ParentKey(key) {
+			c, ok := byKey[key]
+			if !ok || text(c) == "" {
+				continue
+			}
+			if !seen[c.Key] {
+				seen[c.Key] = true
+				out = append(out, render.Runbook{Component: c.Name, Text: text(c)})
+			}
+			break
+		}
+	}
+	return out
+}
+
 // ManageURL is a subscriber's subscription page.
 func (c *Composer) ManageURL(subscriberID int64) string {
 	var tok [token.Len]byte
@@ -195,8 +219,10 @@ func (c *Composer) prepare(ctx context.Context, eventID string) (*render.Prepare
 		return nil, err
 	}
 	names := make(map[string]string, len(components))
+	byKey := make(map[string]store.Component, len(components))
 	for _, comp := range components {
 		names[comp.Key] = comp.Name
+		byKey[comp.Key] = comp
 	}
 	re := render.Event{
 		ID: ev.ID, IncidentID: ev.IncidentID, Kind: ev.Kind, Status: ev.Status, Impact: ev.Impact,
@@ -217,6 +243,14 @@ func (c *Composer) prepare(ctx context.Context, eventID string) (*render.Prepare
 			continue
 		}
 		re.Timeline = append(re.Timeline, render.Update{ID: u.ID, Status: u.Status, Title: u.Title, Body: u.Body, OccurredAt: u.OccurredAt})
+	}
+	if ev.Kind == event.KindIncident {
+		switch {
+		case ev.Status == "resolved":
+			re.Recovery = runbooks(byKey, ev.Components, func(c store.Component) string { return c.Recovery })
+		case len(re.Timeline) <= 1: // the incident's first update
+			re.Guidance = runbooks(byKey, ev.Components, func(c store.Component) string { return c.Guidance })
+		}
 	}
 	p, err := c.renderer.Prepare(re)
 	if err != nil {

@@ -786,3 +786,29 @@ func TestImportWebhookDestination(t *testing.T) {
 		t.Errorf("the same file again: %v", again)
 	}
 }
+
+// TestComponentRunbook: PUT sets guidance, recovery and actions, GET shows
+// them, and bad ones are refused naming the field.
+func TestComponentRunbook(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.call(t, "PUT", "/v1/components/emar", `{"name": "eMar", "guidance": "Use paper MAR charts.\nPrint today's MAR from the eMar backup laptop.",
+		"recovery": "Enter the doses given on paper into eMar before the next round.", "actions": ["Using paper MAR charts", " Using paper MAR charts ", "Printed the MAR"]}`)
+	expectStatus(t, a, http.StatusOK)
+	m := a.json(t)
+	if m["guidance"] != "Use paper MAR charts.\nPrint today's MAR from the eMar backup laptop." || fmt.Sprint(m["actions"]) != "[Using paper MAR charts Printed the MAR]" {
+		t.Errorf("PUT answered %s", a.body)
+	}
+	a = b.call(t, "GET", "/v1/components", "")
+	if !strings.Contains(string(a.body), "Enter the doses given on paper") {
+		t.Errorf("GET /v1/components lacks the recovery: %s", a.body)
+	}
+	for body, field := range map[string]string{
+		`{"name": "eMar", "guidance": "` + strings.Repeat("x", 2001) + `"}`:            "guidance",
+		`{"name": "eMar", "recovery": "a\u0007b"}`:                                     "recovery",
+		`{"name": "eMar", "actions": ["one\ntwo"]}`:                                    "actions",
+		`{"name": "eMar", "actions": ["1","2","3","4","5","6","7","8","9","10","11"]}`: "actions",
+	} {
+		expectError(t, b.call(t, "PUT", "/v1/components/emar", body), http.StatusUnprocessableEntity, field)
+	}
+}

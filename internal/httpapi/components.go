@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -30,10 +31,21 @@ func (a *API) listComponents(w http.ResponseWriter, r *http.Request) error {
 }
 
 // componentInput is the body of PUT /v1/components/{key...}.
+// Fields absent are empty: PUT replaces the whole component.
 type componentInput struct {
-	Name        *string `json:"name"`
-	Description *string `json:"description"`
+	Name        *string   `json:"name"`
+	Description *string   `json:"description"`
+	Guidance    *string   `json:"guidance"`
+	Recovery    *string   `json:"recovery"`
+	Actions     *[]string `json:"actions"`
 }
+
+// Limits of a runbook.
+const (
+	maxRunbookLen = 2000
+	maxActions    = 10
+	maxActionLen  = 100
+)
 
 // checkText validates a single-line (or, when multiline, free) text field.
 func checkText(field, v string, maxLen int, multiline bool) error {
@@ -69,6 +81,27 @@ func (a *API) putComponent(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := checkText("description", c.Description, maxDescriptionLen, true); err != nil {
 		return err
+	}
+	c.Guidance, c.Recovery = strings.TrimSpace(deref(in.Guidance)), strings.TrimSpace(deref(in.Recovery))
+	if err := checkText("guidance", c.Guidance, maxRunbookLen, true); err != nil {
+		return err
+	}
+	if err := checkText("recovery", c.Recovery, maxRunbookLen, true); err != nil {
+		return err
+	}
+	c.Actions = []string{}
+	for _, act := range deref(in.Actions) {
+		act = strings.TrimSpace(act)
+		if act == "" || slices.Contains(c.Actions, act) {
+			continue
+		}
+		if err := checkText("actions", act, maxActionLen, false); err != nil {
+			return err
+		}
+		c.Actions = append(c.Actions, act)
+	}
+	if len(c.Actions) > maxActions {
+		return fail(http.StatusUnprocessableEntity, "actions", "actions has %d choices, more than %d", len(c.Actions), maxActions)
 	}
 	created, err := a.d.Store.PutComponent(r.Context(), c)
 	if errors.Is(err, store.ErrNotFound) {

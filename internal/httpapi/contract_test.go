@@ -115,7 +115,7 @@ func TestContractCheckCanFail(t *testing.T) {
 	}
 	// Positive control.
 	if p := contractProblems(t, "GET", "http://crier.test/v1/components", auth, nil, 200, js,
-		[]byte(`{"components": [{"key": "emar", "name": "eMar", "description": "", "created_at": "2025-11-10T13:35:00Z"}]}`)); len(p) != 0 {
+		[]byte(`{"components": [{"key": "emar", "name": "eMar", "description": "", "guidance": "", "recovery": "", "actions": [], "created_at": "2025-11-10T13:35:00Z"}]}`)); len(p) != 0 {
 		t.Errorf("a right answer: %v", p)
 	}
 }

@@ -49,8 +49,23 @@ var hookFuncs = template.FuncMap{
 		return string([]rune(s)[:max(0, n-1)]) + "…"
 	},
 	// mrkdwn escapes the three characters Slack's mrkdwn gives a meaning.
-	"mrkdwn": strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace,
+	"mrkdwn": mrkdwn,
+	// runbookLines is runbooks as mrkdwn lines, each after a line break,
+	// named by component when there are several.
+	"runbookLines": func(rs []Runbook, named bool) string {
+		var b strings.Builder
+		for _, r := range rs {
+			b.WriteByte('\n')
+			if named {
+				b.WriteString("*" + mrkdwn(r.Component) + ":* ")
+			}
+			b.WriteString(mrkdwn(r.Text))
+		}
+		return b.String()
+	},
 }
+
+var mrkdwn = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
 // errNotJSON is wrapped when a JSON template's output is not one JSON
 // value.

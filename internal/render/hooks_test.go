@@ -22,7 +22,7 @@ func TestHooksOfTheSeedIncident(t *testing.T) {
 	}
 	rc := Recipient{ManageURL: "https://status.example.org/manage/tok&x=<1>", UnsubscribeURL: "https://status.example.org/unsubscribe/tok"}
 	for n := 1; n <= len(seedUpdates); n++ {
-		ev := seedEvent(n)
+		ev := withRunbooks(seedEvent(n))
 		p, err := r.Prepare(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +94,7 @@ func TestTeamsCardParsesWithAdaptiveCards(t *testing.T) {
 	}
 	var cards []json.RawMessage
 	for n := 1; n <= len(seedUpdates); n++ {
-		p, err := r.Prepare(seedEvent(n))
+		p, err := r.Prepare(withRunbooks(seedEvent(n)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +134,67 @@ console.log(JSON.stringify(cards.map(json => {
 	}
 	if len(complaints[len(cards)]) == 0 {
 		t.Error("adaptivecards took a card with weight Boldest: the check cannot fail")
+	}
+}
+
+// withRunbooks gives the seed's first update the components' guidance
+// and its resolution their recovery, as compose does.
+func withRunbooks(ev Event) Event {
+	switch ev.Status {
+	case "investigating":
+		ev.Guidance = []Runbook{
+			{Component: "Sync Pod A", Text: "Switch devices to Sync Pod B: Settings, Sync, Pod B."},
+			{Component: "CAPA", Text: "Take orders by phone & fax <until it is back>."},
+		}
+	case "resolved":
+		ev.Recovery = []Runbook{{Component: "Sync Pod A", Text: "Switch back to Sync Pod A and sync every device once."}}
+	}
+	return ev
+}
+
+// TestRunbooksInEveryMessage: guidance is in the first update's email,
+// text, webhook, card and blocks, recovery in the resolution's; the text
+// stays within its segments.
+func TestRunbooksInEveryMessage(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := Recipient{ManageURL: "https://status.example.org/manage/tok", UnsubscribeURL: "https://status.example.org/unsubscribe/tok"}
+	for n, want := range map[int][]string{1: {"Switch devices to Sync Pod B", "What to do"}, 7: {"Switch back to Sync Pod A", "Now it is back"}} {
+		p, err := r.Prepare(withRunbooks(seedEvent(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := p.Email(rc)
+		sms := p.SMS(rc)
+		hook, _ := p.Webhook(rc)
+		teams, _ := p.Teams(rc)
+		slack, _ := p.Slack(rc)
+		for name, text := range map[string]string{"text": e.Text, "html": e.HTML, "sms": sms.Body, "webhook": string(hook), "teams": string(teams), "slack": string(slack)} {
+			for i, w := range want {
+				if name == "webhook" && i > 0 {
+					continue // structured: no heading
+				}
+				if !strings.Contains(text, w) {
+					t.Errorf("update %d: the %s lacks %q:\n%s", n, name, w, text)
+				}
+			}
+		}
+		if sms.Segments > DefaultSMSMaxSegments {
+			t.Errorf("update %d: the text takes %d segments", n, sms.Segments)
+		}
+		if err := hooktest.CheckTeamsMessage(teams); err != nil {
+			t.Errorf("update %d: %v", n, err)
+		}
+	}
+	// Guidance too long for the text is cut, and the link stays.
+	ev := withRunbooks(seedEvent(1))
+	ev.Guidance[0].Text = strings.Repeat("Use the paper MAR charts in the red folder. ", 20)
+	p, _ := r.Prepare(ev)
+	sms := p.SMS(rc)
+	if !sms.Truncated || sms.Segments > DefaultSMSMaxSegments || !strings.Contains(sms.Body, rc.ManageURL) || !strings.Contains(sms.Body, "What to do: Sync Pod A: Use the paper") {
+		t.Errorf("long guidance: %+v", sms)
 	}
 }
 

@@ -311,10 +311,27 @@ type Event struct {
 	// links to it and the text message uses it instead of the recipient's
 	// manage link.
 	StatusURL string
+	// Guidance is what to do now, for the affected components that have
+	// some (compose gives it to an incident's first update); Recovery what
+	// to do once it is back (the resolution).
+	Guidance, Recovery []Runbook
 	// Timeline holds the incident's other updates so far, in any order (the
 	// order given is taken as the arrival order, which breaks ties of
 	// OccurredAt). This update is added to it if it is not there.
 	Timeline []Update
+}
+
+// AdviceSection is guidance or recovery under its heading ("What to do
+// now", "Now it is back").
+type AdviceSection struct {
+	Heading  string
+	Runbooks []Runbook
+}
+
+// Runbook is one component's advice.
+type Runbook struct {
+	Component string // display name
+	Text      string // lines separated by "\n"
 }
 
 // Update is one entry of an incident's timeline.
@@ -349,6 +366,11 @@ type EmailData struct {
 	// ScheduledFor and ScheduledUntil are nil when not given.
 	ScheduledFor, ScheduledUntil *time.Time
 	StatusURL                    string
+	// Guidance (what to do now) and Recovery (what to do once it is
+	// back) are the affected components' runbooks; usually empty. Advice
+	// is both as headed sections, those with runbooks only.
+	Guidance, Recovery []Runbook
+	Advice             []AdviceSection
 	// Subject is the finished subject line (empty in the subject template).
 	Subject string
 	// Timeline is every update of the incident so far, newest first,
@@ -491,7 +513,10 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		OccurredAt: d.OccurredAt, ScheduledFor: d.ScheduledFor, ScheduledUntil: d.ScheduledUntil,
 		Link: placeholder(nonce, slotLink),
 	}
-	body := oneLine(ev.Body)
+	// A text carries the guidance (or recovery) first, then the body, on
+	// one line: what to do matters most when little fits. The whole is
+	// shortened cleanly, and the link leads to the rest.
+	body := oneLine(strings.TrimSpace(smsAdvice(d) + " " + ev.Body))
 	if body != "" {
 		sd.Body = placeholder(nonce, slotBody)
 	}
@@ -530,9 +555,17 @@ func (r *Renderer) emailData(ev Event) EmailData {
 		ScheduledFor:   ev.ScheduledFor,
 		ScheduledUntil: ev.ScheduledUntil,
 		StatusURL:      oneLine(ev.StatusURL),
+		Guidance:       runbooks(ev.Guidance),
+		Recovery:       runbooks(ev.Recovery),
 	}
 	if d.Kind == "" {
 		d.Kind = "incident"
+	}
+	if len(d.Guidance) > 0 {
+		d.Advice = append(d.Advice, AdviceSection{"What to do now", d.Guidance})
+	}
+	if len(d.Recovery) > 0 {
+		d.Advice = append(d.Advice, AdviceSection{"Now it is back", d.Recovery})
 	}
 	d.Maintenance = d.Kind == "maintenance"
 	d.StatusLabel = StatusLabel(d.Status)
@@ -577,6 +610,39 @@ func (r *Renderer) emailData(ev Event) EmailData {
 	return d
 }
 
+// runbooks normalises runbooks, dropping empty ones.
+func runbooks(in []Runbook) []Runbook {
+	var out []Runbook
+	for _, r := range in {
+		if t := multiLine(r.Text); t != "" {
+			out = append(out, Runbook{Component: oneLine(r.Component), Text: t})
+		}
+	}
+	return out
+}
+
+// smsAdvice is the guidance or recovery as a text message says it: "What
+// to do: …" or "Now it is back: …", one component after another.
+func smsAdvice(d EmailData) string {
+	var b strings.Builder
+	for _, part := range []struct {
+		label string
+		rs    []Runbook
+	}{{"What to do:", d.Guidance}, {"Now it is back:", d.Recovery}} {
+		for i, r := range part.rs {
+			if i == 0 {
+				b.WriteString(part.label)
+			}
+			b.WriteByte(' ')
+			if len(part.rs) > 1 {
+				b.WriteString(r.Component + ": ")
+			}
+			b.WriteString(r.Text)
+		}
+	}
+	return b.String()
+}
+
 // newNonce returns a random string, unguessable by whoever wrote the event
 // and (checked, to be certain) found nowhere in it, so that the
 // placeholders built from it cannot be forged by event text.
@@ -603,6 +669,11 @@ func eventContains(ev Event, s string) bool {
 	for _, u := range ev.Timeline {
 		if strings.Contains(u.ID, s) || strings.Contains(u.Status, s) || strings.Contains(u.Title, s) ||
 			strings.Contains(u.Body, s) {
+			return true
+		}
+	}
+	for _, r := range slices.Concat(ev.Guidance, ev.Recovery) {
+		if strings.Contains(r.Component, s) || strings.Contains(r.Text, s) {
 			return true
 		}
 	}
@@ -675,6 +746,8 @@ func sampleEvents() []Event {
 		Title: "Sample incident", Body: "Line one.\nLine two.\n\nSecond paragraph.",
 		Components: []string{"Sample component"}, OccurredAt: at, StatusURL: "https://status.example/incidents/sample",
 		Timeline: []Update{{ID: "sample-1", Status: "investigating", Body: "First update.", OccurredAt: at.Add(-time.Hour)}},
+		Guidance: []Runbook{{Component: "Sample component", Text: "Do this now."}, {Component: "Other", Text: "And this."}},
+		Recovery: []Runbook{{Component: "Sample component", Text: "Then this."}},
 	}, {
 		ID: "sample-m", IncidentID: "sample-m", Kind: "maintenance", Status: "scheduled", Impact: "none",
 		Title: "Sample maintenance", Body: "Planned work.", Components: []string{"Sample component"},

@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -135,5 +136,60 @@ func checkMessage(t *testing.T, mp *mailpittest.Server, m mailpittest.Message, a
 	}
 	if t.Failed() {
 		t.Logf("headers: %v", fmt.Sprint(h))
+	}
+}
+
+// TestRunbooksReachTheHomes: with guidance and recovery set on the
+// components, the incident's first email says what to do now and its
+// resolution what to do once it is back; the updates between say
+// neither.
+func TestRunbooksReachTheHomes(t *testing.T) {
+	t.Parallel()
+	mp := mailpittest.Start(t)
+	c := start(t, map[string]string{"CRIER_SMTP_URL": mp.SMTPURL()}, emailSubscribers[:1], serve.Options{})
+	ctx := context.Background()
+	sync, err := c.store.GetComponent(ctx, "atlas-sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync.Guidance = "Switch devices to Sync Pod B: Settings, Sync, Pod B."
+	sync.Recovery = "Sync every device once, then check today's MAR."
+	sync.Actions = []string{"Switched to Sync Pod B"}
+	if _, err := c.store.PutComponent(ctx, sync); err != nil {
+		t.Fatal(err)
+	}
+	updates := incidenttest.Updates()
+	for _, i := range []int{1, 2, 7} {
+		c.publish(t, updates[i-1])
+		c.waitSettled(t, updates[i-1].ID)
+	}
+	msgs, err := mp.Messages(ctx)
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("%d messages (%v)", len(msgs), err)
+	}
+	bySubject := map[string]string{}
+	for _, m := range msgs {
+		full, err := mp.Message(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bySubject[full.Subject] = full.Text + full.HTML
+	}
+	for status, want := range map[string][2]bool{"investigating": {true, false}, "update": {false, false}, "resolved": {false, true}} {
+		var text string
+		for subj, body := range bySubject {
+			if strings.HasPrefix(subj, "["+render.StatusLabel(status)+"]") {
+				text = body
+			}
+		}
+		if text == "" {
+			t.Fatalf("no %s email among %v", status, slices.Collect(maps.Keys(bySubject)))
+		}
+		if got := strings.Contains(text, "What to do now") && strings.Contains(text, "Switch devices to Sync Pod B"); got != want[0] {
+			t.Errorf("%s email: guidance shown %t, want %t", status, got, want[0])
+		}
+		if got := strings.Contains(text, "Now it is back") && strings.Contains(text, "Sync every device once"); got != want[1] {
+			t.Errorf("%s email: recovery shown %t, want %t", status, got, want[1])
+		}
 	}
 }

@@ -16,7 +16,13 @@ type Component struct {
 	Parent      string    `json:"parent,omitempty"`
 	Name        string    `json:"name"`
 	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
+	// Guidance is what to do now (the first message of an incident),
+	// Recovery what to do when it is back (the resolution), Actions the
+	// short choices offered when a home acknowledges.
+	Guidance  string    `json:"guidance"`
+	Recovery  string    `json:"recovery"`
+	Actions   []string  `json:"actions"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ParentKey returns the key of the parent of key ("" for a root).
@@ -33,11 +39,16 @@ func (s *Store) PutComponent(ctx context.Context, c Component) (created bool, er
 	if p := ParentKey(c.Key); p != "" {
 		parent = &p
 	}
+	actions := c.Actions
+	if actions == nil {
+		actions = []string{}
+	}
 	err = s.pool.QueryRow(ctx, `
-		INSERT INTO components (key, parent_key, name, description)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (key) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description
-		RETURNING xmax = 0`, c.Key, parent, c.Name, c.Description).Scan(&created)
+		INSERT INTO components (key, parent_key, name, description, guidance, recovery, actions)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (key) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description,
+			guidance = EXCLUDED.guidance, recovery = EXCLUDED.recovery, actions = EXCLUDED.actions
+		RETURNING xmax = 0`, c.Key, parent, c.Name, c.Description, c.Guidance, c.Recovery, actions).Scan(&created)
 	if isForeignKeyViolation(err) {
 		return false, fmt.Errorf("put component %q: parent %q: %w", c.Key, *parent, ErrNotFound)
 	}
@@ -50,14 +61,14 @@ func (s *Store) PutComponent(ctx context.Context, c Component) (created bool, er
 // ListComponents returns the catalog ordered by key (parents before children).
 func (s *Store) ListComponents(ctx context.Context) ([]Component, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT key, coalesce(parent_key, ''), name, description, created_at
+		SELECT key, coalesce(parent_key, ''), name, description, guidance, recovery, actions, created_at
 		FROM components ORDER BY key COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("list components: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Component, error) {
 		var c Component
-		err := r.Scan(&c.Key, &c.Parent, &c.Name, &c.Description, &c.CreatedAt)
+		err := r.Scan(&c.Key, &c.Parent, &c.Name, &c.Description, &c.Guidance, &c.Recovery, &c.Actions, &c.CreatedAt)
 		return c, err
 	})
 	if err != nil {
@@ -70,8 +81,8 @@ func (s *Store) ListComponents(ctx context.Context) ([]Component, error) {
 func (s *Store) GetComponent(ctx context.Context, key string) (Component, error) {
 	var c Component
 	err := s.pool.QueryRow(ctx, `
-		SELECT key, coalesce(parent_key, ''), name, description, created_at
-		FROM components WHERE key = $1`, key).Scan(&c.Key, &c.Parent, &c.Name, &c.Description, &c.CreatedAt)
+		SELECT key, coalesce(parent_key, ''), name, description, guidance, recovery, actions, created_at
+		FROM components WHERE key = $1`, key).Scan(&c.Key, &c.Parent, &c.Name, &c.Description, &c.Guidance, &c.Recovery, &c.Actions, &c.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Component{}, fmt.Errorf("component %q: %w", key, ErrNotFound)
 	}

@@ -92,7 +92,8 @@ var (
 	cardVersions = []string{"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"} // Teams renders up to 1.5
 	sizes        = []string{"", "Default", "Small", "Medium", "Large", "ExtraLarge"}
 	weights      = []string{"", "Default", "Lighter", "Bolder"}
-	textStyles   = []string{"", "default", "heading"}
+	textStyles      = []string{"", "default", "heading"}
+	containerStyles = []string{"", "default", "emphasis", "good", "attention", "warning", "accent"}
 	colors       = []string{"", "Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention"}
 	spacings     = []string{"", "None", "Small", "Default", "Medium", "Large", "ExtraLarge", "Padding"}
 )
@@ -137,10 +138,17 @@ func checkElements(items []json.RawMessage, where string) error {
 		for _, v := range []struct {
 			name, value string
 			allowed     []string
-		}{{"size", e.Size, sizes}, {"weight", e.Weight, weights}, {"style", e.Style, textStyles}, {"color", e.Color, colors}, {"spacing", e.Spacing, spacings}} {
+		}{{"size", e.Size, sizes}, {"weight", e.Weight, weights}, {"color", e.Color, colors}, {"spacing", e.Spacing, spacings}} {
 			if !slices.Contains(v.allowed, v.value) {
 				return fmt.Errorf("%s: %s %q is not one of %q", at, v.name, v.value, v.allowed[1:])
 			}
+		}
+		styles := textStyles
+		if e.Type == "Container" {
+			styles = containerStyles
+		}
+		if !slices.Contains(styles, e.Style) {
+			return fmt.Errorf("%s: style %q is not one of %q", at, e.Style, styles[1:])
 		}
 		switch e.Type {
 		case "TextBlock":
@@ -163,6 +171,12 @@ func checkElements(items []json.RawMessage, where string) error {
 				return fmt.Errorf("%s: text or style on a FactSet", at)
 			}
 		case "Container":
+			if len(e.Items) == 0 {
+				return fmt.Errorf("%s: items is required", at)
+			}
+			if e.Text != nil || e.Facts != nil {
+				return fmt.Errorf("%s: text or facts on a Container", at)
+			}
 			if err := checkElements(e.Items, at+".items"); err != nil {
 				return err
 			}
