@@ -12,10 +12,10 @@ import (
 
 // Component is one entry of the catalog tree.
 type Component struct {
-	Key         string    `json:"key"`
-	Parent      string    `json:"parent,omitempty"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
+	Key         string `json:"key"`
+	Parent      string `json:"parent,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
 	// Guidance is what to do now (the first message of an incident),
 	// Recovery what to do when it is back (the resolution), Actions the
 	// short choices offered when a home acknowledges.

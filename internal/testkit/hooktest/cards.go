@@ -89,13 +89,13 @@ type action struct {
 }
 
 var (
-	cardVersions = []string{"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"} // Teams renders up to 1.5
-	sizes        = []string{"", "Default", "Small", "Medium", "Large", "ExtraLarge"}
-	weights      = []string{"", "Default", "Lighter", "Bolder"}
+	cardVersions    = []string{"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"} // Teams renders up to 1.5
+	sizes           = []string{"", "Default", "Small", "Medium", "Large", "ExtraLarge"}
+	weights         = []string{"", "Default", "Lighter", "Bolder"}
 	textStyles      = []string{"", "default", "heading"}
 	containerStyles = []string{"", "default", "emphasis", "good", "attention", "warning", "accent"}
-	colors       = []string{"", "Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention"}
-	spacings     = []string{"", "None", "Small", "Default", "Medium", "Large", "ExtraLarge", "Padding"}
+	colors          = []string{"", "Default", "Dark", "Light", "Accent", "Good", "Warning", "Attention"}
+	spacings        = []string{"", "None", "Small", "Default", "Medium", "Large", "ExtraLarge", "Padding"}
 )
 
 // CheckAdaptiveCard checks an Adaptive Card against the schema's rules
