@@ -115,9 +115,9 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("subscribers list:\n%s", out)
 	}
 	c.ok("subscribers", "add", "--email", "deputy@care.example", "--name", "=HYPERLINK(\"https://evil.example\")", "--component", "emar")
-	want := "email,phone,name,organisation,components,webhook_url,teams_url,slack_url,email_state,sms_state\r\n" +
-		"jo@care.example,+447400123456,,,atlas-sync;emar,,,,confirmed,confirmed\r\n" +
-		"deputy@care.example,,\"'=HYPERLINK(\"\"https://evil.example\"\")\",,emar,,,,unconfirmed,\r\n"
+	want := "email,phone,name,organisation,components,role,webhook_url,teams_url,slack_url,email_state,sms_state\r\n" +
+		"jo@care.example,+447400123456,,,atlas-sync;emar,primary,,,,confirmed,confirmed\r\n" +
+		"deputy@care.example,,\"'=HYPERLINK(\"\"https://evil.example\"\")\",,emar,primary,,,,unconfirmed,\r\n"
 	if out := c.ok("subscribers", "export"); out != want {
 		t.Errorf("subscribers export:\n%q\nwant\n%q", out, want)
 	}

@@ -501,12 +501,17 @@ func load(ctx context.Context, dbURL string, cfg Config) error {
 	if err := example.Load(ctx, st, example.Components(), nil); err != nil {
 		return err
 	}
+	// 5,000 homes, each with its managers.
+	if _, err := st.Pool().Exec(ctx, `
+		INSERT INTO organisations (key, name) SELECT 'care-home-' || i, 'Care home ' || i FROM generate_series(0, 4999) AS i`); err != nil {
+		return fmt.Errorf("load organisations: %w", err)
+	}
 	_, err = st.Pool().Exec(ctx, `
 		WITH s AS (
-			INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name, organisation)
+			INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name, organisation_key)
 			SELECT CASE WHEN $2 THEN 'manager' || i || '@care' || (i % 997) || '.example' END,
 			       CASE WHEN $3 THEN '+4474' || lpad(i::text, 8, '0') END,
-			       now(), now(), 'Manager ' || i, 'Care home ' || (i % 5000)
+			       now(), now(), 'Manager ' || i, 'care-home-' || (i % 5000)
 			FROM generate_series(1, $1) AS i
 			RETURNING id
 		)
@@ -526,9 +531,9 @@ func load(ctx context.Context, dbURL string, cfg Config) error {
 		// Numbered after the others, so that the sinks watch them.
 		if _, err := st.Pool().Exec(ctx, `
 			WITH s AS (
-				INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name, organisation)
+				INSERT INTO subscribers (email, phone, email_confirmed_at, sms_confirmed_at, name)
 				SELECT CASE WHEN $2 THEN 'manager' || i || '@critical.example' END,
-				       CASE WHEN $3 THEN '+4474' || lpad(i::text, 8, '0') END, now(), now(), 'Manager ' || i, 'Care home ' || i
+				       CASE WHEN $3 THEN '+4474' || lpad(i::text, 8, '0') END, now(), now(), 'Manager ' || i
 				FROM generate_series($4 + 1, $4 + $1) AS i
 				RETURNING id
 			)

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,7 +44,8 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"GET", "/v1/components"}, {"PUT", "/v1/components/emar"}, {"DELETE", "/v1/components/emar"},
 		{"GET", "/v1/subscribers"}, {"POST", "/v1/subscribers"}, {"GET", "/v1/subscribers/1"},
 		{"PATCH", "/v1/subscribers/1"}, {"DELETE", "/v1/subscribers/1"}, {"POST", "/v1/subscribers/import"},
-		{"GET", "/v1/subscribers.csv"},
+		{"GET", "/v1/subscribers.csv"}, {"POST", "/v1/organisations"}, {"GET", "/v1/organisations"},
+		{"GET", "/v1/organisations/x"}, {"PATCH", "/v1/organisations/x"}, {"DELETE", "/v1/organisations/x"},
 		{"POST", "/v1/integrations/alertmanager"}, {"POST", "/v1/integrations/grafana"},
 	}
 	for _, rt := range routes {
@@ -519,7 +521,7 @@ func TestSubscriberReadUpdateDelete(t *testing.T) {
 	a = b.call(t, "PATCH", path, `{"name": "Sam Patel", "organisation": "Riverside Care", "components": ["atlas-sync", "capa"], "channels": ["email"]}`)
 	expectStatus(t, a, http.StatusOK)
 	sub := b.getSubscriber(t, id)
-	if sub.Name != "Sam Patel" || sub.Organisation != "Riverside Care" || strings.Join(sub.Components, ",") != "atlas-sync,capa" ||
+	if sub.Name != "Sam Patel" || sub.Organisation != "riverside-care" || sub.Role != "primary" || strings.Join(sub.Components, ",") != "atlas-sync,capa" ||
 		sub.SMSOptedOutAt == nil || sub.EmailOptedOutAt != nil || sub.EmailConfirmedAt == nil {
 		t.Errorf("after PATCH %+v", sub)
 	}
@@ -658,7 +660,7 @@ func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 	importCSV(b, in)
 	// The database keeps what was entered.
 	var stored []string
-	rows, err := b.store.Pool().Query(context.Background(), `SELECT name FROM subscribers UNION ALL SELECT organisation FROM subscribers`)
+	rows, err := b.store.Pool().Query(context.Background(), `SELECT name FROM subscribers UNION ALL SELECT name FROM organisations`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,7 +681,7 @@ func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatalf("export is not CSV: %v\n%s", err, out)
 	}
-	if got := strings.Join(recs[0], ","); got != "email,phone,name,organisation,components,webhook_url,teams_url,slack_url,email_state,sms_state" {
+	if got := strings.Join(recs[0], ","); got != "email,phone,name,organisation,components,role,webhook_url,teams_url,slack_url,email_state,sms_state" {
 		t.Errorf("export header %s", got)
 	}
 	if len(recs) != 4 {
@@ -695,11 +697,12 @@ func TestExportNeutralisesFormulasAndRoundTrips(t *testing.T) {
 			}
 		}
 	}
-	if r := recs[1]; r[1] != "+447400123451" || r[2] != "'"+formulas[0] || r[3] != "'"+formulas[1] || r[4] != "capa;emar" || r[8] != "confirmed" || r[9] != "confirmed" {
+	// The organisation column holds the home's key, a slug: never a formula.
+	if r := recs[1]; r[1] != "+447400123451" || r[2] != "'"+formulas[0] || r[3] != "cmd-c-calc-a0" || r[4] != "capa;emar" || r[5] != "primary" || r[9] != "confirmed" || r[10] != "confirmed" {
 		t.Errorf("first row %q", r)
 	}
-	if r := recs[2]; r[8] != "confirmed" || r[9] != "" {
-		t.Errorf("a subscriber without a phone: states %q, %q", r[8], r[9])
+	if r := recs[2]; r[9] != "confirmed" || r[10] != "" {
+		t.Errorf("a subscriber without a phone: states %q, %q", r[9], r[10])
 	}
 	// Round trip.
 	b2 := setup(t)
@@ -810,5 +813,50 @@ func TestComponentRunbook(t *testing.T) {
 		`{"name": "eMar", "actions": ["1","2","3","4","5","6","7","8","9","10","11"]}`: "actions",
 	} {
 		expectError(t, b.call(t, "PUT", "/v1/components/emar", body), http.StatusUnprocessableEntity, field)
+	}
+}
+
+// TestOrganisations: a home is created, its contacts join it by key or by
+// name with a role, it is listed with them, changed, and deleted, its
+// contacts staying as homes of one.
+func TestOrganisations(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.call(t, "POST", "/v1/organisations", `{"key": "oakview", "name": "Oakview Care Home", "phone": "0121 234 5678"}`)
+	expectStatus(t, a, http.StatusCreated)
+	if m := a.json(t); m["phone"] != "+441212345678" || m["contacts"] != 0.0 {
+		t.Errorf("created %s", a.body)
+	}
+	expectError(t, b.call(t, "POST", "/v1/organisations", `{"key": "oakview", "name": "Again"}`), http.StatusConflict, "key")
+	expectError(t, b.call(t, "POST", "/v1/organisations", `{"key": "Oak View", "name": "x"}`), http.StatusUnprocessableEntity, "key")
+	expectError(t, b.call(t, "POST", "/v1/organisations", `{"key": "x", "name": ""}`), http.StatusUnprocessableEntity, "name")
+	expectError(t, b.call(t, "POST", "/v1/organisations", `{"key": "x", "name": "X", "phone": "12"}`), http.StatusUnprocessableEntity, "phone")
+
+	expectStatus(t, b.call(t, "POST", "/v1/subscribers", `{"email": "manager@oakview.example", "components": ["emar"], "organisation": "oakview"}`), http.StatusCreated)
+	a = b.call(t, "POST", "/v1/subscribers", `{"email": "owner@oakview.example", "components": ["emar"], "organisation": "oakview care home", "role": "escalation"}`)
+	expectStatus(t, a, http.StatusCreated)
+	if m := a.json(t); m["organisation"] != "oakview" || m["role"] != "escalation" {
+		t.Errorf("joined by name: %s", a.body)
+	}
+	expectError(t, b.call(t, "POST", "/v1/subscribers", `{"email": "x@oakview.example", "components": ["emar"], "role": "boss"}`), http.StatusUnprocessableEntity, "role")
+
+	a = b.call(t, "GET", "/v1/organisations/oakview", "")
+	expectStatus(t, a, http.StatusOK)
+	var v struct {
+		Contacts    int
+		ContactList []struct{ Role string } `json:"contact_list"`
+	}
+	if err := json.Unmarshal(a.body, &v); err != nil || v.Contacts != 2 || len(v.ContactList) != 2 || v.ContactList[0].Role != "primary" || v.ContactList[1].Role != "escalation" {
+		t.Errorf("GET organisation: %s", a.body)
+	}
+	expectStatus(t, b.call(t, "PATCH", "/v1/organisations/oakview", `{"name": "Oakview", "phone": ""}`), http.StatusOK)
+	if m := b.call(t, "GET", "/v1/organisations", "").json(t); !strings.Contains(fmt.Sprint(m), "Oakview") || strings.Contains(fmt.Sprint(m), "+44121") {
+		t.Errorf("list after PATCH: %v", m)
+	}
+	expectStatus(t, b.call(t, "DELETE", "/v1/organisations/oakview", ""), http.StatusNoContent)
+	expectError(t, b.call(t, "GET", "/v1/organisations/oakview", ""), http.StatusNotFound, "")
+	subs, _ := b.store.ListSubscribers(context.Background(), 0, 10)
+	if len(subs) != 2 || subs[0].Organisation != "" || subs[1].Organisation != "" {
+		t.Errorf("contacts after the home went: %+v", subs)
 	}
 }

@@ -22,6 +22,11 @@
 //	PATCH  /v1/subscribers/{id}            change any of the fields of POST
 //	DELETE /v1/subscribers/{id}            204; the subscriber and their deliveries are erased
 //	POST   /v1/subscribers/import          text/csv: created, updated and refused rows (with line and reason)
+//	POST   /v1/organisations               a care home: key, name, phone (its landline); 409 when the key exists
+//	GET    /v1/organisations
+//	GET    /v1/organisations/{key}         with its contacts (subscribers and their roles)
+//	PATCH  /v1/organisations/{key}         name, phone
+//	DELETE /v1/organisations/{key}         204; its contacts stay, each a home of one
 //
 // Errors are {"error": "...", "field": "..."} with these statuses: 400 when
 // the body is not well-formed (not UTF-8, not JSON, not one JSON object,
@@ -345,6 +350,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	api("PATCH /v1/subscribers/{id}", a.patchSubscriber)
 	api("DELETE /v1/subscribers/{id}", a.deleteSubscriber)
 	api("POST /v1/subscribers/import", a.importSubscribers)
+	api("POST /v1/organisations", a.createOrganisation)
+	api("GET /v1/organisations", a.listOrganisations)
+	api("GET /v1/organisations/{key}", a.getOrganisation)
+	api("PATCH /v1/organisations/{key}", a.patchOrganisation)
+	api("DELETE /v1/organisations/{key}", a.deleteOrganisation)
 
 	page := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.pageRoute(h)) }
 	page("GET /subscribe", a.subscribeForm)

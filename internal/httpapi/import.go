@@ -154,7 +154,7 @@ func readImport(w http.ResponseWriter, r *http.Request) (cr *csv.Reader, col map
 		if slices.Contains(subscriber.StateColumns, h) {
 			continue
 		}
-		if slices.Contains(subscriber.DestinationColumns, h) {
+		if slices.Contains(subscriber.OptionalColumns, h) {
 			col[h] = i
 			continue
 		}
@@ -186,7 +186,7 @@ func importInput(rec []string, col map[string]int, confirmed bool) subscriber.In
 		Email: cell("email"), Phone: cell("phone"), Name: cell("name"), Organisation: cell("organisation"),
 		Components: &components, Confirmed: confirmed,
 	}
-	for name, dst := range map[string]**string{"webhook_url": &in.WebhookURL, "teams_url": &in.TeamsURL, "slack_url": &in.SlackURL} {
+	for name, dst := range map[string]**string{"role": &in.Role, "webhook_url": &in.WebhookURL, "teams_url": &in.TeamsURL, "slack_url": &in.SlackURL} {
 		if _, ok := col[name]; ok {
 			*dst = cell(name)
 		}

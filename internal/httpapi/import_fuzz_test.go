@@ -126,7 +126,8 @@ func FuzzImportCSV(f *testing.F) {
 			t.Fatalf("answer says %d created, the subscribers went from %d to %d", ans.Created, before, after)
 		}
 		rows, err := st.Pool().Query(ctx, `
-			SELECT coalesce(email, ''), coalesce(phone, ''), name, organisation,
+			SELECT coalesce(email, ''), coalesce(phone, ''), name,
+			       coalesce((SELECT name FROM organisations WHERE key = s.organisation_key), ''),
 			       (SELECT count(*) FROM subscriptions WHERE subscriber_id = s.id)
 			FROM subscribers s ORDER BY id DESC LIMIT $1`, ans.Created+ans.Updated)
 		if err != nil {

@@ -13,10 +13,14 @@ import (
 // subscriberInput is the body of POST and PATCH /v1/subscribers. In a PATCH
 // absent fields stay as they are. internal/subscriber checks it.
 type subscriberInput struct {
-	Email        *string   `json:"email"`
-	Phone        *string   `json:"phone"`
-	Name         *string   `json:"name"`
+	Email *string `json:"email"`
+	Phone *string `json:"phone"`
+	Name  *string `json:"name"`
+	// Organisation is the key of the subscriber's home, or its name (a
+	// home of that name is made when none has it); Role is "primary" or
+	// "escalation".
 	Organisation *string   `json:"organisation"`
+	Role         *string   `json:"role"`
 	Components   *[]string `json:"components"`
 	// WebhookURL, TeamsURL and SlackURL are destinations: https URLs that
 	// get a signed JSON POST, a Teams Adaptive Card or Slack blocks. A new
@@ -47,7 +51,7 @@ func deref[T any](p *T) T {
 func (in subscriberInput) domain() subscriber.Input {
 	return subscriber.Input{
 		Email: in.Email, Phone: in.Phone, Name: in.Name, Organisation: in.Organisation,
-		WebhookURL: in.WebhookURL, TeamsURL: in.TeamsURL, SlackURL: in.SlackURL,
+		WebhookURL: in.WebhookURL, TeamsURL: in.TeamsURL, SlackURL: in.SlackURL, Role: in.Role,
 		Components: in.Components, Channels: in.Channels, Confirmed: deref(in.Confirmed),
 	}
 }

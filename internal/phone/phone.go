@@ -53,38 +53,63 @@ const DefaultRegion = "GB"
 //
 // Normalize is idempotent: Normalize(out, anyRegion) returns out.
 func Normalize(input, defaultRegion string) (string, error) {
-	in := strings.TrimSpace(input)
-	if in == "" {
-		return "", fmt.Errorf("%w: the number is empty", ErrInvalid)
-	}
-	if len(in) > maxInputLen {
-		return "", fmt.Errorf("%w: the input is longer than %d characters", ErrInvalid, maxInputLen)
-	}
-	region := strings.ToUpper(strings.TrimSpace(defaultRegion))
-	if region != "" && !phonenumbers.GetSupportedRegions()[region] {
-		return "", fmt.Errorf("%w: unknown default region %q", ErrInvalid, defaultRegion)
-	}
-	if region == "" {
-		// libphonenumber's marker for "no region: the number must be
-		// international".
-		region = phonenumbers.UNKNOWN_REGION
-	}
-
-	num, err := phonenumbers.Parse(in, region)
+	num, err := parse(input, defaultRegion)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", ErrInvalid, parseReason(err, region))
+		return "", err
 	}
 	if num.GetExtension() != "" {
 		return "", fmt.Errorf("%w: a number with an extension cannot receive text messages", ErrInvalid)
-	}
-	if !phonenumbers.IsValidNumber(num) {
-		return "", fmt.Errorf("%w: %s", ErrInvalid, invalidReason(num))
 	}
 	switch t := phonenumbers.GetNumberType(num); t {
 	case phonenumbers.MOBILE, phonenumbers.FIXED_LINE_OR_MOBILE:
 	default:
 		return "", fmt.Errorf("%w: it is a %s number; text messages need a mobile number", ErrNotMobile, typeName(t))
 	}
+	return e164(num)
+}
+
+// NormalizeAny is Normalize for a number that is called rather than
+// texted (a care home's landline): any valid number without an extension.
+func NormalizeAny(input, defaultRegion string) (string, error) {
+	num, err := parse(input, defaultRegion)
+	if err != nil {
+		return "", err
+	}
+	if num.GetExtension() != "" {
+		return "", fmt.Errorf("%w: a number with an extension cannot be dialled directly", ErrInvalid)
+	}
+	return e164(num)
+}
+
+// parse parses and validates a number as Normalize describes.
+func parse(input, defaultRegion string) (*phonenumbers.PhoneNumber, error) {
+	in := strings.TrimSpace(input)
+	if in == "" {
+		return nil, fmt.Errorf("%w: the number is empty", ErrInvalid)
+	}
+	if len(in) > maxInputLen {
+		return nil, fmt.Errorf("%w: the input is longer than %d characters", ErrInvalid, maxInputLen)
+	}
+	region := strings.ToUpper(strings.TrimSpace(defaultRegion))
+	if region != "" && !phonenumbers.GetSupportedRegions()[region] {
+		return nil, fmt.Errorf("%w: unknown default region %q", ErrInvalid, defaultRegion)
+	}
+	if region == "" {
+		// libphonenumber's marker for "no region: the number must be
+		// international".
+		region = phonenumbers.UNKNOWN_REGION
+	}
+	num, err := phonenumbers.Parse(in, region)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, parseReason(err, region))
+	}
+	if !phonenumbers.IsValidNumber(num) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, invalidReason(num))
+	}
+	return num, nil
+}
+
+func e164(num *phonenumbers.PhoneNumber) (string, error) {
 	out := phonenumbers.Format(num, phonenumbers.E164)
 	if !IsE164(out) {
 		// Defensive: libphonenumber accepted something it cannot format.

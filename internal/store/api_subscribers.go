@@ -71,17 +71,24 @@ func (s *Store) AddSubscriber(ctx context.Context, n NewSubscriber, optOut []str
 }
 
 func insertSubscriber(ctx context.Context, tx pgx.Tx, n NewSubscriber) (int64, error) {
+	org, err := organisationKey(ctx, tx, n.Organisation)
+	if err != nil {
+		return 0, err
+	}
+	if n.Role == "" {
+		n.Role = RolePrimary
+	}
 	var id int64
-	err := tx.QueryRow(ctx, `
-		INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at,
+	err = tx.QueryRow(ctx, `
+		INSERT INTO subscribers (email, phone, name, organisation_key, role, email_confirmed_at, sms_confirmed_at,
 		                         webhook_url, webhook_secret, teams_url, slack_url)
-		VALUES (nullif($1, ''), nullif($2, ''), $3, $4,
+		VALUES (nullif($1, ''), nullif($2, ''), $3, $4, $11,
 		        CASE WHEN $5 AND $1 <> '' THEN now() END,
 		        CASE WHEN $6 AND $2 <> '' THEN now() END,
 		        nullif($7, ''), CASE WHEN $7 <> '' THEN $8 END, nullif($9, ''), nullif($10, ''))
 		RETURNING id`,
-		n.Email, n.Phone, n.Name, n.Organisation, n.ConfirmEmail, n.ConfirmSMS,
-		n.WebhookURL, n.WebhookSecret, n.TeamsURL, n.SlackURL).Scan(&id)
+		n.Email, n.Phone, n.Name, org, n.ConfirmEmail, n.ConfirmSMS,
+		n.WebhookURL, n.WebhookSecret, n.TeamsURL, n.SlackURL, n.Role).Scan(&id)
 	switch {
 	case isUniqueViolation(err):
 		return 0, fmt.Errorf("create subscriber: address: %w", ErrConflict)
@@ -118,6 +125,8 @@ type SubscriberUpdate struct {
 	// ConfirmSMS). Phone must be E.164.
 	Email, Phone       *string
 	Name, Organisation *string
+	// Role is RolePrimary or RoleEscalation.
+	Role *string
 	// Components replaces the components followed.
 	Components *[]string
 	// OptIn clears the opt-out of these channels (an administrator acting
@@ -142,6 +151,13 @@ func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpda
 		return fmt.Errorf("update subscriber %d: %w", id, err)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var org *string
+		if u.Organisation != nil {
+			var err error
+			if org, err = organisationKey(ctx, tx, *u.Organisation); err != nil {
+				return err
+			}
+		}
 		// In SET, column names are the old values.
 		tag, err := tx.Exec(ctx, `
 			UPDATE subscribers SET
@@ -156,7 +172,8 @@ func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpda
 				sms_opted_out_at = CASE WHEN $3::text IS NOT NULL AND coalesce(phone, '') <> $3
 				                        THEN NULL ELSE sms_opted_out_at END,
 				name = coalesce($4, name),
-				organisation = coalesce($5, organisation),
+				organisation_key = CASE WHEN $5::boolean THEN $10 ELSE organisation_key END,
+				role = coalesce($11, role),
 				webhook_url = CASE WHEN $6::text IS NULL THEN webhook_url ELSE nullif($6, '') END,
 				webhook_secret = CASE WHEN $6::text IS NULL THEN webhook_secret WHEN $6 = '' THEN NULL
 				                      ELSE coalesce($9, webhook_secret) END,
@@ -169,7 +186,7 @@ func (s *Store) UpdateSubscriber(ctx context.Context, id int64, u SubscriberUpda
 				slack_opted_out_at = CASE WHEN $8::text IS NOT NULL AND coalesce(slack_url, '') <> $8
 				                          THEN NULL ELSE slack_opted_out_at END,
 				updated_at = now()
-			WHERE id = $1`, id, u.Email, u.Phone, u.Name, u.Organisation, u.WebhookURL, u.TeamsURL, u.SlackURL, u.WebhookSecret)
+			WHERE id = $1`, id, u.Email, u.Phone, u.Name, u.Organisation != nil, u.WebhookURL, u.TeamsURL, u.SlackURL, u.WebhookSecret, org, u.Role)
 		switch {
 		case isUniqueViolation(err):
 			return fmt.Errorf("update subscriber %d: address: %w", id, ErrConflict)
@@ -282,8 +299,12 @@ func (s *Store) ImportSubscriber(ctx context.Context, n NewSubscriber) (created 
 			created = true
 			return setSubscriptions(ctx, tx, id, n.Components)
 		case 1:
-			if _, err := tx.Exec(ctx, `UPDATE subscribers SET name = $2, organisation = $3, updated_at = now() WHERE id = $1`,
-				ids[0], n.Name, n.Organisation); err != nil {
+			org, err := organisationKey(ctx, tx, n.Organisation)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE subscribers SET name = $2, organisation_key = $3, role = coalesce(nullif($4, ''), role), updated_at = now() WHERE id = $1`,
+				ids[0], n.Name, org, n.Role); err != nil {
 				return fmt.Errorf("import subscriber: %w", err)
 			}
 			return setSubscriptions(ctx, tx, ids[0], n.Components)

@@ -246,3 +246,60 @@ func TestDueWhilePendingMigration(t *testing.T) {
 		t.Fatalf("apply all again: %v", err)
 	}
 }
+
+// TestOrganisationNamesBecomeRecords: migration 00013 turns the free-text
+// organisation names into organisations keyed by their slugs, one per
+// distinct name, and points each subscriber at theirs; rolling it back
+// gives the names back.
+func TestOrganisationNamesBecomeRecords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := pgtest.NewStore(t)
+	p := migrator(t, st)
+	if _, err := p.DownTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, `
+		INSERT INTO subscribers (email, organisation) VALUES
+			('a@oakview.example', 'Oakview Care Home'), ('b@oakview.example', ' Oakview Care Home '),
+			('c@riverside.example', 'Riverside (North)'), ('d@riverside.example', 'riverside north'),
+			('e@alone.example', ''), ('f@odd.example', '***')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 13); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.Pool().Query(ctx, `
+		SELECT s.email, coalesce(o.key, ''), coalesce(o.name, ''), s.role
+		FROM subscribers s LEFT JOIN organisations o ON o.key = s.organisation_key ORDER BY s.email`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var email, key, name, role string
+		if err := rows.Scan(&email, &key, &name, &role); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, email+"="+key+"|"+name+"|"+role)
+	}
+	want := []string{
+		"a@oakview.example=oakview-care-home|Oakview Care Home|primary",
+		"b@oakview.example=oakview-care-home|Oakview Care Home|primary",
+		"c@riverside.example=riverside-north|Riverside (North)|primary",
+		"d@riverside.example=riverside-north-2|riverside north|primary",
+		"e@alone.example=||primary",
+		"f@odd.example=home|***|primary",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("after 00013:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := p.DownTo(ctx, 12); err != nil {
+		t.Fatal(err)
+	}
+	var names string
+	if err := st.Pool().QueryRow(ctx, `SELECT string_agg(organisation, ',' ORDER BY email) FROM subscribers`).Scan(&names); err != nil ||
+		names != "Oakview Care Home,Oakview Care Home,Riverside (North),riverside north,,***" {
+		t.Errorf("after rolling back: %q (%v)", names, err)
+	}
+}

@@ -11,11 +11,14 @@ import (
 
 // Subscriber is a person who is told about incidents.
 type Subscriber struct {
-	ID               int64      `json:"id"`
-	Email            string     `json:"email,omitempty"`
-	Phone            string     `json:"phone,omitempty"`
-	Name             string     `json:"name"`
+	ID    int64  `json:"id"`
+	Email string `json:"email,omitempty"`
+	Phone string `json:"phone,omitempty"`
+	Name  string `json:"name"`
+	// Organisation is the key of the subscriber's home ("" for none: a
+	// home of one), and Role its part there (RolePrimary, RoleEscalation).
 	Organisation     string     `json:"organisation"`
+	Role             string     `json:"role"`
 	EmailConfirmedAt *time.Time `json:"email_confirmed_at,omitempty"`
 	EmailOptedOutAt  *time.Time `json:"email_opted_out_at,omitempty"`
 	SMSConfirmedAt   *time.Time `json:"sms_confirmed_at,omitempty"`
@@ -41,10 +44,13 @@ type Subscriber struct {
 // as confirmed at once (an administrator vouching for the address); without
 // them the channel waits for double opt-in.
 type NewSubscriber struct {
-	Email        string
-	Phone        string
-	Name         string
+	Email string
+	Phone string
+	Name  string
+	// Organisation is a key, or the name of an organisation (made when
+	// none has it); Role is RolePrimary (default) or RoleEscalation.
 	Organisation string
+	Role         string
 	Components   []string
 	ConfirmEmail bool
 	ConfirmSMS   bool
@@ -94,7 +100,7 @@ func setSubscriptions(ctx context.Context, tx pgx.Tx, id int64, components []str
 }
 
 const subscriberColumns = `
-	s.id, coalesce(s.email, ''), coalesce(s.phone, ''), s.name, s.organisation,
+	s.id, coalesce(s.email, ''), coalesce(s.phone, ''), s.name, coalesce(s.organisation_key, ''), s.role,
 	s.email_confirmed_at, s.email_opted_out_at, s.sms_confirmed_at, s.sms_opted_out_at,
 	coalesce(s.webhook_url, ''), s.webhook_opted_out_at, coalesce(s.teams_url, ''), s.teams_opted_out_at,
 	coalesce(s.slack_url, ''), s.slack_opted_out_at,
@@ -103,7 +109,7 @@ const subscriberColumns = `
 
 func scanSubscriber(row pgx.Row) (Subscriber, error) {
 	var sub Subscriber
-	err := row.Scan(&sub.ID, &sub.Email, &sub.Phone, &sub.Name, &sub.Organisation,
+	err := row.Scan(&sub.ID, &sub.Email, &sub.Phone, &sub.Name, &sub.Organisation, &sub.Role,
 		&sub.EmailConfirmedAt, &sub.EmailOptedOutAt, &sub.SMSConfirmedAt, &sub.SMSOptedOutAt,
 		&sub.WebhookURL, &sub.WebhookOptedOutAt, &sub.TeamsURL, &sub.TeamsOptedOutAt, &sub.SlackURL, &sub.SlackOptedOutAt,
 		&sub.Components, &sub.CreatedAt)

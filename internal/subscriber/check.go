@@ -26,7 +26,10 @@ type Input struct {
 	Name, Organisation *string
 	// WebhookURL, TeamsURL and SlackURL are destinations ("" removes one).
 	WebhookURL, TeamsURL, SlackURL *string
-	Components                     *[]string
+	// Role is the subscriber's part in their organisation: "primary"
+	// (default) or "escalation".
+	Role       *string
+	Components *[]string
 	// Channels lists the channels to use (deliver.ChannelEmail,
 	// deliver.ChannelSMS, and the destinations' ChannelWebhook,
 	// ChannelTeams, ChannelSlack); nil means every channel with an address.
@@ -45,7 +48,9 @@ type Details struct {
 	Name, Organisation string
 	// WebhookURL, TeamsURL and SlackURL are destinations ("" for none).
 	WebhookURL, TeamsURL, SlackURL string
-	Components                     []string
+	// Role is store.RolePrimary or store.RoleEscalation.
+	Role       string
+	Components []string
 	// Channels are the channels to use, each with an address.
 	Channels []string
 }
@@ -102,7 +107,20 @@ func (s *Service) check(ctx context.Context, cat Catalog, cur *store.Subscriber,
 	var d Details
 	if cur != nil {
 		d = Details{Email: cur.Email, Phone: cur.Phone, Name: cur.Name, Organisation: cur.Organisation, Components: cur.Components,
-			WebhookURL: cur.WebhookURL, TeamsURL: cur.TeamsURL, SlackURL: cur.SlackURL}
+			WebhookURL: cur.WebhookURL, TeamsURL: cur.TeamsURL, SlackURL: cur.SlackURL, Role: cur.Role}
+	}
+	if in.Role != nil {
+		switch r := strings.ToLower(strings.TrimSpace(*in.Role)); r {
+		case "", store.RolePrimary:
+			d.Role = store.RolePrimary
+		case store.RoleEscalation:
+			d.Role = r
+		default:
+			p.add("role", ErrBadRole, `role must be "primary" or "escalation"`)
+		}
+	}
+	if d.Role == "" {
+		d.Role = store.RolePrimary
 	}
 	if in.Email != nil {
 		d.Email = checkEmail(*in.Email, p)

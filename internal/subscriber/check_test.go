@@ -74,7 +74,7 @@ func TestCheckNormalises(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := subscriber.Details{
-		Email: "manager@oakview-care.example", Phone: "+447400123456", Name: "Alex Morgan", Organisation: "Oakview Care Home",
+		Email: "manager@oakview-care.example", Phone: "+447400123456", Name: "Alex Morgan", Organisation: "Oakview Care Home", Role: "primary",
 		Components: []string{"emar", "atlas-sync"}, Channels: []string{deliver.ChannelEmail, deliver.ChannelSMS},
 	}
 	if fmt.Sprint(d) != fmt.Sprint(want) {

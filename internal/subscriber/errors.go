@@ -12,6 +12,8 @@ var (
 	// ErrNoAddress means the subscriber would have neither an email
 	// address nor a phone number (reported on the email field).
 	ErrNoAddress = errors.New("no email address and no phone number")
+	// ErrBadRole: a role other than primary or escalation.
+	ErrBadRole = errors.New("unknown role")
 	// ErrBadDestination: a webhook, Teams or Slack URL that is not https,
 	// not a URL, or that resolves to an address crier must not call.
 	ErrBadDestination = errors.New("destination URL refused")

@@ -17,9 +17,9 @@ import (
 // export imports back as it is.
 var (
 	ImportColumns = []string{"email", "phone", "name", "organisation", "components"}
-	// DestinationColumns are optional in an import.
-	DestinationColumns = []string{"webhook_url", "teams_url", "slack_url"}
-	StateColumns       = []string{"email_state", "sms_state"}
+	// OptionalColumns may be left out of an import.
+	OptionalColumns = []string{"role", "webhook_url", "teams_url", "slack_url"}
+	StateColumns    = []string{"email_state", "sms_state"}
 )
 
 // Channel states in an export.
@@ -37,7 +37,7 @@ const exportPage = 1000
 // run as formulas are neutralised (csvsafe); the import undoes that.
 func ExportCSV(ctx context.Context, st *store.Store, w io.Writer) error {
 	cw := csvsafe.NewWriter(w)
-	if err := cw.Write(slices.Concat(ImportColumns, DestinationColumns, StateColumns)); err != nil {
+	if err := cw.Write(slices.Concat(ImportColumns, OptionalColumns, StateColumns)); err != nil {
 		return fmt.Errorf("export subscribers: %w", err)
 	}
 	var after int64
@@ -49,7 +49,7 @@ func ExportCSV(ctx context.Context, st *store.Store, w io.Writer) error {
 		for _, s := range subs {
 			row := []string{
 				s.Email, s.Phone, s.Name, s.Organisation, strings.Join(s.Components, ";"),
-				s.WebhookURL, s.TeamsURL, s.SlackURL,
+				s.Role, s.WebhookURL, s.TeamsURL, s.SlackURL,
 				channelState(s.Email, s.EmailConfirmedAt, s.EmailOptedOutAt),
 				channelState(s.Phone, s.SMSConfirmedAt, s.SMSOptedOutAt),
 			}

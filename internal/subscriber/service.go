@@ -177,6 +177,9 @@ func (s *Service) Import(ctx context.Context, cat Catalog, in Input) (created bo
 	if n.WebhookURL != "" {
 		n.WebhookSecret = webhook.NewSecret()
 	}
+	if in.Role == nil {
+		n.Role = "" // a subscriber updated keeps theirs
+	}
 	created, err = s.store.ImportSubscriber(ctx, n)
 	if err != nil {
 		return false, "", storeRefusal(err)
@@ -193,6 +196,7 @@ func newSubscriber(d Details, confirmed bool) store.NewSubscriber {
 		ConfirmEmail: confirmed && d.Uses(deliver.ChannelEmail),
 		ConfirmSMS:   confirmed && d.Uses(deliver.ChannelSMS),
 		WebhookURL:   d.WebhookURL, TeamsURL: d.TeamsURL, SlackURL: d.SlackURL,
+		Role: d.Role,
 	}
 }
 
@@ -262,6 +266,9 @@ func update(in Input, d Details) store.SubscriberUpdate {
 	}
 	if in.Organisation != nil {
 		u.Organisation = &d.Organisation
+	}
+	if in.Role != nil {
+		u.Role = &d.Role
 	}
 	if in.Components != nil {
 		u.Components = &d.Components

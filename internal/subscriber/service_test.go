@@ -69,9 +69,13 @@ func TestUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub.Name != "Sam Patel" || sub.Organisation != "Riverside Care" || strings.Join(sub.Components, ",") != "atlas-sync,capa" ||
+	if sub.Name != "Sam Patel" || sub.Organisation != "riverside-care" || strings.Join(sub.Components, ",") != "atlas-sync,capa" ||
 		sub.SMSOptedOutAt == nil || sub.EmailOptedOutAt != nil || sub.EmailConfirmedAt == nil || sub.Phone != "+447400123456" {
 		t.Errorf("after update %+v", sub)
+	}
+	// The organisation named is made, keyed by its slug.
+	if org, err := b.st.GetOrganisation(ctx, "riverside-care"); err != nil || org.Name != "Riverside Care" || org.Contacts != 1 {
+		t.Errorf("organisation %+v (%v)", org, err)
 	}
 	// Back on SMS; a new email address waits for confirmation again.
 	sub, err = b.svc.Update(ctx, id, input("email", "sam.patel@riverside-care.example", "channels", "email,sms"))

@@ -184,9 +184,8 @@ func (w *world) addSubscribers(n int, components ...string) []subscriber {
 	ctx := context.Background()
 	first := len(w.subs) + 1
 	rows, err := w.st.Pool().Query(ctx, `
-		INSERT INTO subscribers (email, phone, name, organisation, email_confirmed_at, sms_confirmed_at)
-		SELECT 'sub' || g || '@care.example', '+447400' || lpad(g::text, 6, '0'), 'Subscriber ' || g,
-		       'Care Home ' || g, now(), now()
+		INSERT INTO subscribers (email, phone, name, email_confirmed_at, sms_confirmed_at)
+		SELECT 'sub' || g || '@care.example', '+447400' || lpad(g::text, 6, '0'), 'Subscriber ' || g, now(), now()
 		FROM generate_series($1::int, $2::int) g
 		ORDER BY g
 		RETURNING id, email, phone`, first, first+n-1)
