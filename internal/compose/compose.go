@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type Config struct {
 	// CacheFor is how long one rendering of an event is reused (default
 	// 30s); a late-arriving older update shows in later renderings.
 	CacheFor time.Duration
+	// AckImpacts are the impacts whose incidents ask each home to
+	// acknowledge their first update (CRIER_ACK_IMPACTS); none: no
+	// acknowledgement is asked.
+	AckImpacts []string
 }
 
 // Composer implements deliver.Composer.
@@ -84,6 +89,9 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 		ManageURL:      c.ManageURL(d.SubscriberID),
 		UnsubscribeURL: c.UnsubscribeURL(d.SubscriberID, d.Channel),
 	}
+	if p.AsksAck() {
+		rc.AckURL = c.AckURL(d.ID)
+	}
 	switch d.Channel {
 	case deliver.ChannelEmail:
 		e := p.Email(rc)
@@ -107,6 +115,9 @@ func (c *Composer) Compose(ctx context.Context, d store.Claimed) (deliver.Messag
 // subscriber's secret, looked up per delivery: destinations are few.
 func (c *Composer) composeHook(ctx context.Context, p *render.Prepared, d store.Claimed, m deliver.Message) (deliver.Message, error) {
 	rc := render.Recipient{ManageURL: c.ManageURL(d.SubscriberID)}
+	if p.AsksAck() {
+		rc.AckURL = c.AckURL(d.ID)
+	}
 	var err error
 	switch d.Channel {
 	case deliver.ChannelWebhook:
@@ -146,6 +157,13 @@ func runbooks(byKey map[string]store.Component, keys []string, text func(store.C
 		}
 	}
 	return out
+}
+
+// AckURL is the acknowledgement page of a delivery.
+func (c *Composer) AckURL(deliveryID int64) string {
+	var tok [token.Len]byte
+	c.signer.Encode(&tok, token.PurposeAck, deliveryID, 0)
+	return c.links.Ack(tok[:])
 }
 
 // ManageURL is a subscriber's subscription page.
@@ -250,6 +268,7 @@ func (c *Composer) prepare(ctx context.Context, eventID string) (*render.Prepare
 			re.Recovery = runbooks(byKey, ev.Components, func(c store.Component) string { return c.Recovery })
 		case len(re.Timeline) <= 1: // the incident's first update
 			re.Guidance = runbooks(byKey, ev.Components, func(c store.Component) string { return c.Guidance })
+			re.AskAck = slices.Contains(c.cfg.AckImpacts, ev.Impact)
 		}
 	}
 	p, err := c.renderer.Prepare(re)

@@ -67,6 +67,10 @@ type Config struct {
 	// resolve to (all others must be public addresses).
 	WebhookAllow webhook.Allow
 
+	// AckImpacts is CRIER_ACK_IMPACTS: the impacts whose incidents ask each
+	// home to acknowledge their first update (default critical,major).
+	AckImpacts []string
+
 	APITokens []string // CRIER_API_TOKENS, comma-separated
 	// TrustedProxies is CRIER_TRUSTED_PROXIES: the reverse proxies (CIDRs or
 	// addresses, comma-separated) whose CRIER_CLIENT_IP_HEADER counts.
@@ -149,6 +153,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		WebhookAllow:   r.webhookAllow("CRIER_WEBHOOK_ALLOW_PRIVATE"),
 		APITokens:      r.list("CRIER_API_TOKENS"),
+		AckImpacts:     r.impacts("CRIER_ACK_IMPACTS", DefaultAckImpacts),
 		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
 		TrustedProxies: r.prefixes("CRIER_TRUSTED_PROXIES"),
 
@@ -415,6 +420,31 @@ func (r *reader) componentMap(name string) map[string]string {
 
 // limit reads "BURST/WINDOW" (10/4h): BURST requests at once, regained
 // evenly over WINDOW.
+// DefaultAckImpacts are the impacts that ask for acknowledgement.
+var DefaultAckImpacts = []string{"critical", "major"}
+
+// impacts reads a comma-separated list of impacts; "none" turns
+// acknowledgement off.
+func (r *reader) impacts(name string, def []string) []string {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		switch f {
+		case "none":
+			return nil
+		case "minor", "major", "critical":
+			out = append(out, f)
+		default:
+			r.fail(name, "unknown impact %q (want critical, major, minor, or none to ask no acknowledgement)", f)
+		}
+	}
+	return out
+}
+
 func (r *reader) webhookAllow(name string) webhook.Allow {
 	a, err := webhook.ParseAllow(r.getenv(name))
 	if err != nil {

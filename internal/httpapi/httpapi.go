@@ -82,6 +82,7 @@ import (
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/phone"
 	"github.com/crier-dev/crier/internal/publicurl"
+	"github.com/crier-dev/crier/internal/render"
 	"github.com/crier-dev/crier/internal/store"
 	"github.com/crier-dev/crier/internal/subscriber"
 	"github.com/crier-dev/crier/internal/token"
@@ -130,6 +131,9 @@ type Config struct {
 	// SiteName is shown in page titles and confirmation messages (default
 	// "crier").
 	SiteName string
+	// TimeZone shows times on pages (default Europe/London, as
+	// CRIER_TIMEZONE).
+	TimeZone string
 
 	// PublishTimeout bounds the wait for JetStream's acknowledgement of an
 	// event (default 5s); without one the answer is 503.
@@ -178,6 +182,9 @@ type Config struct {
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
+	if c.TimeZone == "" {
+		c.TimeZone = render.DefaultTimeZone
+	}
 	if c.PhoneRegion == "" {
 		c.PhoneRegion = phone.DefaultRegion
 	}
@@ -263,6 +270,7 @@ type API struct {
 	pages map[string]*template.Template
 	subs  *subscriber.Service
 	cop   *http.CrossOriginProtection
+	loc   *time.Location
 	// intake admits published events, as the fan-out consumer does.
 	intake *intake.Intake
 	// patterns are the /v1 routes Register added.
@@ -295,7 +303,12 @@ func New(cfg Config, d Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	loc, err := time.LoadLocation(cfg.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: time zone %q: %w", cfg.TimeZone, err)
+	}
 	a := &API{
+		loc:              loc,
 		cfg:              cfg,
 		d:                d,
 		pages:            pages,
@@ -350,6 +363,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	api("PATCH /v1/subscribers/{id}", a.patchSubscriber)
 	api("DELETE /v1/subscribers/{id}", a.deleteSubscriber)
 	api("POST /v1/subscribers/import", a.importSubscribers)
+	api("POST /v1/incidents/{id}/acknowledgements", a.postAcknowledgement)
 	api("POST /v1/organisations", a.createOrganisation)
 	api("GET /v1/organisations", a.listOrganisations)
 	api("GET /v1/organisations/{key}", a.getOrganisation)
@@ -366,6 +380,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	page("POST "+publicurl.ManagePattern, a.manage)
 	page("GET "+publicurl.UnsubscribePattern, a.unsubscribe)
 	page("POST "+publicurl.UnsubscribePattern, a.unsubscribe)
+	page("GET "+publicurl.AckPattern, a.ack)
+	page("POST "+publicurl.AckPattern, a.ack)
 	page("GET /admin", a.dashboard)
 	page("POST /admin/login", a.signIn)
 	page("POST /admin/logout", a.signOut)

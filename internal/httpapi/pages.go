@@ -14,7 +14,7 @@ import (
 
 // pageNames are the page templates in templates/pages, each parsed with
 // the layout.
-var pageNames = []string{"subscribe", "sent", "message", "confirm", "unsubscribe", "manage", "login", "dashboard"}
+var pageNames = []string{"subscribe", "sent", "message", "confirm", "unsubscribe", "manage", "login", "dashboard", "ack"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := make(map[string]*template.Template, len(pageNames))

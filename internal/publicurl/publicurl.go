@@ -16,10 +16,12 @@ const (
 	ManagePrefix      = "/manage/"
 	UnsubscribePrefix = "/unsubscribe/"
 	ConfirmPrefix     = "/confirm/"
+	AckPrefix         = "/ack/"
 
 	ManagePattern      = ManagePrefix + "{token}"
 	UnsubscribePattern = UnsubscribePrefix + "{token}"
 	ConfirmPattern     = ConfirmPrefix + "{id}/{token}"
+	AckPattern         = AckPrefix + "{token}"
 
 	// TwilioStatusPath receives Twilio's delivery reports (StatusCallback).
 	TwilioStatusPath = "/webhooks/twilio/status"
@@ -39,6 +41,12 @@ func (b Base) TwilioStatus() string { return string(b) + TwilioStatusPath }
 
 // Manage is the subscription page for a manage token.
 func (b Base) Manage(token []byte) string { return b.join(ManagePrefix, token) }
+
+// Ack is the acknowledgement page for an acknowledgement token.
+func (b Base) Ack(token []byte) string { return b.join(AckPrefix, token) }
+
+// AckPath is the path (no origin) of an acknowledgement page.
+func AckPath(token string) string { return AckPrefix + url.PathEscape(token) }
 
 // Unsubscribe is the one-click unsubscribe page for an unsubscribe token.
 func (b Base) Unsubscribe(token []byte) string { return b.join(UnsubscribePrefix, token) }

@@ -16,16 +16,22 @@ const (
 	slotName = iota
 	slotManage
 	slotUnsubscribe
+	slotAck
 	slotBody
 	slotLink
+
+	// lastRecipientSlot is the last slot filled from a Recipient (Email);
+	// the SMS fills the others.
+	lastRecipientSlot = slotAck
 )
 
-const slotChars = "nmubl"
+const slotChars = "nmuabl"
 
 var slotFields = [...]string{
 	slotName:        ".Recipient.Name",
 	slotManage:      ".Recipient.ManageURL",
 	slotUnsubscribe: ".Recipient.UnsubscribeURL",
+	slotAck:         ".Recipient.AckURL",
 	slotBody:        ".Body",
 	slotLink:        ".Link",
 }
@@ -128,11 +134,12 @@ func (p *part) has(slot int) bool {
 
 // values holds one recipient's values, on the caller's stack.
 type values struct {
-	raw [slotUnsubscribe + 1]string
+	raw [lastRecipientSlot + 1]string
 }
 
 func (v *values) set(rc Recipient) {
-	v.raw = [...]string{slotName: oneLine(rc.Name), slotManage: oneLine(rc.ManageURL), slotUnsubscribe: oneLine(rc.UnsubscribeURL)}
+	v.raw = [...]string{slotName: oneLine(rc.Name), slotManage: oneLine(rc.ManageURL), slotUnsubscribe: oneLine(rc.UnsubscribeURL),
+		slotAck: oneLine(rc.AckURL)}
 }
 
 // fill returns the part with each slot replaced by its value, escaped for
@@ -140,7 +147,7 @@ func (v *values) set(rc Recipient) {
 func (p *part) fill(v *values) string {
 	n := p.litLen
 	for _, r := range p.refs {
-		if r.slot <= slotUnsubscribe {
+		if r.slot <= lastRecipientSlot {
 			n += escapeTo(nil, v.raw[r.slot], r.mode)
 		}
 	}
@@ -148,7 +155,7 @@ func (p *part) fill(v *values) string {
 	b.Grow(n)
 	b.WriteString(p.lits[0])
 	for i, r := range p.refs {
-		if r.slot <= slotUnsubscribe {
+		if r.slot <= lastRecipientSlot {
 			escapeTo(&b, v.raw[r.slot], r.mode)
 		}
 		b.WriteString(p.lits[i+1])

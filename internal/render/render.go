@@ -315,6 +315,10 @@ type Event struct {
 	// some (compose gives it to an incident's first update); Recovery what
 	// to do once it is back (the resolution).
 	Guidance, Recovery []Runbook
+	// AskAck makes the messages ask each home to acknowledge the update:
+	// an Acknowledge button (Recipient.AckURL) in the email, "Reply OK" in
+	// the text.
+	AskAck bool
 	// Timeline holds the incident's other updates so far, in any order (the
 	// order given is taken as the arrival order, which breaks ties of
 	// OccurredAt). This update is added to it if it is not there.
@@ -348,6 +352,9 @@ type Recipient struct {
 	ManageURL string
 	// UnsubscribeURL is the recipient's one-click unsubscribe link.
 	UnsubscribeURL string
+	// AckURL is the recipient's acknowledgement page, when the event asks
+	// for acknowledgement (Event.AskAck).
+	AckURL string
 }
 
 // EmailData is what the email templates (subject, text and HTML) are
@@ -371,6 +378,9 @@ type EmailData struct {
 	// is both as headed sections, those with runbooks only.
 	Guidance, Recovery []Runbook
 	Advice             []AdviceSection
+	// AskAck: the email shows an Acknowledge button to Recipient.AckURL,
+	// the text asks for a reply.
+	AskAck bool
 	// Subject is the finished subject line (empty in the subject template).
 	Subject string
 	// Timeline is every update of the incident so far, newest first,
@@ -407,6 +417,8 @@ type SMSData struct {
 	// Body is the update's text on one line, shortened per message to fit
 	// the segment limit. Print it unchanged.
 	Body string
+	// AskAck: ask for a reply ("Reply OK") confirming the text was seen.
+	AskAck bool
 	// Link is Event.StatusURL if set, else the recipient's manage link.
 	// Print it unchanged.
 	Link string
@@ -460,7 +472,12 @@ type Prepared struct {
 	sms        *smsPlan
 	static     *SMS // the text message, when it is the same for everyone
 	hooks      *hooks
+	askAck     bool
 }
+
+// AsksAck reports whether the messages ask for acknowledgement
+// (Event.AskAck): only then is Recipient.AckURL used.
+func (p *Prepared) AsksAck() bool { return p.askAck }
 
 // Prepare renders ev once: the subject, both email parts and the text
 // message, with placeholders for the per-recipient values. Prepare never
@@ -474,7 +491,7 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		return nil, r.templateError(fileSubject, err)
 	}
 	d.Subject = capRunes(oneLine(buf.String()), r.subjectMax)
-	p := &Prepared{subject: d.Subject}
+	p := &Prepared{subject: d.Subject, askAck: d.AskAck}
 
 	var err error
 	nonce := newNonce(ev)
@@ -483,14 +500,20 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		ManageURL:      placeholder(nonce, slotManage),
 		UnsubscribeURL: placeholder(nonce, slotUnsubscribe),
 	}
-	for i, rc := range [2]Recipient{{ManageURL: named.ManageURL, UnsubscribeURL: named.UnsubscribeURL}, named} {
+	// The acknowledgement link is not required: a template written before
+	// it existed still works, without the button.
+	required := []int{slotManage, slotUnsubscribe}
+	if d.AskAck {
+		named.AckURL = placeholder(nonce, slotAck)
+	}
+	for i, rc := range [2]Recipient{{ManageURL: named.ManageURL, UnsubscribeURL: named.UnsubscribeURL, AckURL: named.AckURL}, named} {
 		d.Recipient = rc
 		buf.Reset()
 		if err := r.text.Execute(&buf, d); err != nil {
 			return nil, r.templateError(fileEmailText, err)
 		}
 		if p.text[i], err = splitPart(buf.String(), nonce, false); err == nil {
-			err = p.text[i].require(slotManage, slotUnsubscribe)
+			err = p.text[i].require(required...)
 		}
 		if err != nil {
 			return nil, r.templateError(fileEmailText, err)
@@ -500,7 +523,7 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 			return nil, r.templateError(fileEmailHTML, err)
 		}
 		if p.html[i], err = splitPart(buf.String(), nonce, true); err == nil {
-			err = p.html[i].require(slotManage, slotUnsubscribe)
+			err = p.html[i].require(required...)
 		}
 		if err != nil {
 			return nil, r.templateError(fileEmailHTML, err)
@@ -511,7 +534,7 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		Kind: d.Kind, Maintenance: d.Maintenance, Status: d.Status, StatusLabel: d.StatusLabel,
 		Impact: d.Impact, ImpactLabel: d.ImpactLabel, Title: d.Title, Components: d.Components,
 		OccurredAt: d.OccurredAt, ScheduledFor: d.ScheduledFor, ScheduledUntil: d.ScheduledUntil,
-		Link: placeholder(nonce, slotLink),
+		AskAck: d.AskAck, Link: placeholder(nonce, slotLink),
 	}
 	// A text carries the guidance (or recovery) first, then the body, on
 	// one line: what to do matters most when little fits. The whole is
@@ -557,6 +580,7 @@ func (r *Renderer) emailData(ev Event) EmailData {
 		StatusURL:      oneLine(ev.StatusURL),
 		Guidance:       runbooks(ev.Guidance),
 		Recovery:       runbooks(ev.Recovery),
+		AskAck:         ev.AskAck,
 	}
 	if d.Kind == "" {
 		d.Kind = "incident"
@@ -748,6 +772,7 @@ func sampleEvents() []Event {
 		Timeline: []Update{{ID: "sample-1", Status: "investigating", Body: "First update.", OccurredAt: at.Add(-time.Hour)}},
 		Guidance: []Runbook{{Component: "Sample component", Text: "Do this now."}, {Component: "Other", Text: "And this."}},
 		Recovery: []Runbook{{Component: "Sample component", Text: "Then this."}},
+		AskAck:   true,
 	}, {
 		ID: "sample-m", IncidentID: "sample-m", Kind: "maintenance", Status: "scheduled", Impact: "none",
 		Title: "Sample maintenance", Body: "Planned work.", Components: []string{"Sample component"},

@@ -191,5 +191,9 @@ func TestRunbooksReachTheHomes(t *testing.T) {
 		if got := strings.Contains(text, "Now it is back") && strings.Contains(text, "Sync every device once"); got != want[1] {
 			t.Errorf("%s email: recovery shown %t, want %t", status, got, want[1])
 		}
+		// Only the first update of a major incident asks for acknowledgement.
+		if got := strings.Contains(text, ">Acknowledge</a>") && strings.Contains(text, "/ack/"); got != want[0] {
+			t.Errorf("%s email: acknowledgement asked %t, want %t", status, got, want[0])
+		}
 	}
 }

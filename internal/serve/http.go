@@ -44,7 +44,7 @@ func (d *Deps) httpService(opts Options) (*httpService, error) {
 		return nil, err
 	}
 	if d.Config.SMSEnabled() {
-		twiliohook.New(twiliohook.Config{AuthToken: d.Config.TwilioAuthToken, PublicURL: d.Config.PublicURL}, d.Store, d.Log).Register(mux)
+		twiliohook.New(twiliohook.Config{AuthToken: d.Config.TwilioAuthToken, PublicURL: d.Config.PublicURL, AckImpacts: d.Config.AckImpacts}, d.Store, d.Log).Register(mux)
 	}
 	if opts.Routes != nil {
 		opts.Routes(mux, d)
@@ -149,6 +149,7 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 		APITokens:      d.Config.APITokens,
 		PublicURL:      d.Config.PublicURL,
 		PhoneRegion:    d.Config.PhoneRegion,
+		TimeZone:       d.Config.TimeZone,
 		ClientIPHeader: d.Config.ClientIPHeader,
 		TrustedProxies: d.Config.TrustedProxies,
 

@@ -261,6 +261,7 @@ func (d *Deps) buildComposer(ctx context.Context) error {
 		PublicURL:          strings.TrimRight(d.Config.PublicURL, "/"),
 		MailDomain:         domain,
 		UnsubscribeMailbox: mailbox,
+		AckImpacts:         d.Config.AckImpacts,
 	}, d.Store, r, d.Signer)
 	return nil
 }

@@ -396,3 +396,59 @@ func TestStatusCallbackBeforeTheSendIsRecordedIsApplied(t *testing.T) {
 		t.Errorf("%d reports still kept after their sends were recorded (%v)", kept, err)
 	}
 }
+
+// TestAcknowledgeByTextReply: the first text of a major incident asks for
+// a reply; "ok thanks" from the number acknowledges the incident for its
+// home, once; a later OK has nothing waiting; a resolution does not ask.
+func TestAcknowledgeByTextReply(t *testing.T) {
+	t.Parallel()
+	c, tw := startSMS(t)
+	ctx := context.Background()
+	updates := incidenttest.Updates()
+	first := updates[0]
+	if first.Impact != "major" && first.Impact != "critical" {
+		t.Fatalf("the seed's first update is %s: this test needs one that asks for acknowledgement", first.Impact)
+	}
+	c.publish(t, first)
+	c.waitSettled(t, first.ID)
+	asked := 0
+	for _, m := range tw.Messages() {
+		if m.To == numGroup && strings.Contains(m.Body, "Reply OK to confirm you have seen this.") {
+			asked++
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("%d texts to the group number ask for an OK, want 1: %+v", asked, tw.Messages())
+	}
+	reply := func(body string, n int) string {
+		t.Helper()
+		code, out := postInbound(t, c.baseURL, tw, url.Values{"From": {numGroup}, "To": {"+447400999999"}, "Body": {body},
+			"MessageSid": {fmt.Sprintf("SMack%029d", n)}, "AccountSid": {tw.AccountSID()}})
+		if code != http.StatusOK {
+			t.Fatalf("reply %q: %d %s", body, code, out)
+		}
+		return out
+	}
+	if out := reply("ok thanks, on paper now", 1); !strings.Contains(out, "marked as having seen this") {
+		t.Errorf("OK answered %s", out)
+	}
+	var via, home, note string
+	if err := c.store.Pool().QueryRow(ctx, `SELECT via, home, note FROM acknowledgements WHERE incident_id = $1`, first.IncidentID).Scan(&via, &home, &note); err != nil ||
+		via != "sms" || !strings.HasPrefix(home, "subscriber:") || note != "ok thanks, on paper now" {
+		t.Errorf("acknowledgement %q %q %q (%v)", via, home, note, err)
+	}
+	if out := reply("Yes", 2); !strings.Contains(out, "nothing waiting") {
+		t.Errorf("a second OK answered %s", out)
+	}
+	if out := reply("what is this?", 3); !strings.Contains(out, "Reply OK") {
+		t.Errorf("an ordinary text answered %s; want the help text", out)
+	}
+	resolved := updates[6]
+	c.publish(t, resolved)
+	c.waitSettled(t, resolved.ID)
+	for _, m := range tw.Messages() {
+		if strings.Contains(m.Body, resolved.Body) && strings.Contains(m.Body, "Reply OK") {
+			t.Errorf("the resolution asks for an OK: %q", m.Body)
+		}
+	}
+}

@@ -33,6 +33,9 @@ const (
 	// server-side session's id as the id and its expiry (Unix seconds) as
 	// the version.
 	PurposeAdminSession = "admin-session"
+	// PurposeAck is an acknowledgement link; its id is the delivery that
+	// carried it (which names the incident and the recipient's home).
+	PurposeAck = "ack"
 )
 
 // ErrInvalid is returned for any token that does not verify.

@@ -1,7 +1,7 @@
 // Package twiliohook serves Twilio's webhooks:
 //
 //	POST /webhooks/twilio/status   delivery reports (StatusCallback)
-//	POST /webhooks/twilio/inbound  incoming texts: STOP, START, HELP
+//	POST /webhooks/twilio/inbound  incoming texts: STOP, START, HELP, and OK (acknowledgement)
 //
 // Every request must carry a valid X-Twilio-Signature for the auth token;
 // anything else is refused with 403 and changes nothing.
@@ -9,6 +9,7 @@ package twiliohook
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -26,8 +27,11 @@ type Config struct {
 	// PublicURL is crier's external base URL: Twilio signs the URL it
 	// called, which is PublicURL + the request path and query.
 	PublicURL string
-	// HelpText answers a HELP message.
+	// HelpText answers a HELP message, and any text that is no keyword.
 	HelpText string
+	// AckImpacts are the impacts whose incidents ask for acknowledgement
+	// (CRIER_ACK_IMPACTS): an OK reply acknowledges the latest of them.
+	AckImpacts []string
 }
 
 // Handler serves the webhooks.
@@ -40,7 +44,7 @@ type Handler struct {
 // New returns the webhook handler.
 func New(cfg Config, st *store.Store, log *slog.Logger) *Handler {
 	if cfg.HelpText == "" {
-		cfg.HelpText = "Incident alerts for care homes. Reply STOP to stop texts, START to start again."
+		cfg.HelpText = "Incident alerts for care homes. Reply OK to confirm you have seen an alert, STOP to stop texts, START to start again."
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	return &Handler{cfg: cfg, store: st, log: log}
@@ -138,9 +142,21 @@ func (h *Handler) apply(ctx context.Context, sid, state, code, msg string) (news
 // message.
 var (
 	stopWords  = map[string]bool{"STOP": true, "STOPALL": true, "UNSUBSCRIBE": true, "CANCEL": true, "END": true, "QUIT": true}
-	startWords = map[string]bool{"START": true, "UNSTOP": true, "YES": true}
+	startWords = map[string]bool{"START": true, "UNSTOP": true}
 	helpWords  = map[string]bool{"HELP": true, "INFO": true}
+	// ackWords acknowledge when a text begins with one ("OK, on paper").
+	ackWords = map[string]bool{"OK": true, "YES": true, "Y": true, "1": true}
 )
+
+// firstWord is the text's first word, upper case, without trailing
+// punctuation ("Ok," is OK).
+func firstWord(body string) string {
+	f := strings.Fields(body)
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.ToUpper(strings.TrimRight(f[0], ".,!;:"))
+}
 
 // Keyword normalises an incoming text for keyword matching: upper case,
 // with all whitespace removed.
@@ -195,9 +211,41 @@ func (h *Handler) inbound(w http.ResponseWriter, r *http.Request) {
 		twiml(w, "")
 	case helpWords[kw]:
 		twiml(w, h.cfg.HelpText)
+	case ackWords[firstWord(r.PostForm.Get("Body"))]:
+		h.acknowledge(w, r, from)
 	default:
-		twiml(w, "")
+		twiml(w, h.cfg.HelpText)
 	}
+}
+
+// acknowledge records an OK reply as the acknowledgement, by the sender's
+// home, of the latest incident awaiting it, and says so.
+func (h *Handler) acknowledge(w http.ResponseWriter, r *http.Request, from string) {
+	ctx := r.Context()
+	t, err := h.store.LatestAwaitingAck(ctx, from, h.cfg.AckImpacts)
+	if errors.Is(err, store.ErrNotFound) {
+		twiml(w, "Thank you. There is nothing waiting for your confirmation.")
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "acknowledge by text", "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	note := strings.TrimSpace(r.PostForm.Get("Body"))
+	if len(note) > 1000 {
+		note = note[:1000]
+	}
+	if _, _, err := h.store.Acknowledge(ctx, store.Ack{
+		IncidentID: t.IncidentID, Home: t.Home, EventID: t.EventID, SubscriberID: t.SubscriberID,
+		Via: store.AckViaSMS, Note: note,
+	}); err != nil {
+		h.log.ErrorContext(ctx, "acknowledge by text", "error", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	h.log.InfoContext(ctx, "incident acknowledged", "incident_id", t.IncidentID, "home", t.Home, "via", store.AckViaSMS, "from", phone.Mask(from))
+	twiml(w, "Thank you: your home is marked as having seen this. Nobody else there needs to reply.")
 }
 
 // twiml answers with a TwiML response, with one message when text is set.
