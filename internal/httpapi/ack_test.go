@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -125,4 +127,70 @@ func TestAcknowledgeByAPI(t *testing.T) {
 	expectError(t, b.call(t, "POST", path, `{"organisation": "nowhere"}`), http.StatusUnprocessableEntity, "organisation")
 	expectError(t, b.call(t, "POST", path, `{}`), http.StatusUnprocessableEntity, "organisation")
 	expectError(t, b.call(t, "POST", "/v1/incidents/no-such-incident/acknowledgements", `{"organisation": "hillcrest"}`), http.StatusNotFound, "")
+}
+
+// TestIncidentEvidence: the summary counts the homes told and
+// acknowledged; the per-home report says when each was first told, on
+// which channels, what was delivered (masked) and how it acknowledged, as
+// JSON and as CSV (formula cells neutralised).
+func TestIncidentEvidence(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	manager := b.subscriber(t, store.NewSubscriber{Email: "manager@oakview.example", Components: []string{"atlas-sync"}, ConfirmEmail: true, Organisation: "Oakview"})
+	b.subscriber(t, store.NewSubscriber{Phone: "+447400123459", Components: []string{"atlas-sync"}, ConfirmSMS: true, Organisation: "oakview", Role: "escalation"})
+	solo := b.subscriber(t, store.NewSubscriber{Email: "solo@alone.example", Components: []string{"atlas-sync"}, ConfirmEmail: true})
+	b.secret("manager@oakview.example", "+447400123459", "solo@alone.example")
+	ev := incidenttest.Updates()[0]
+	if _, err := b.store.Ingest(ctx, ev, incidenttest.Raw(ev), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Pool().Exec(ctx, `
+		UPDATE deliveries SET state = CASE WHEN subscriber_id = $1 THEN 'delivered' ELSE 'failed' END,
+		       sent_at = CASE WHEN subscriber_id = $1 THEN '2025-11-10T13:36:00Z'::timestamptz END, next_attempt_at = NULL
+		WHERE event_id = $2 AND subscriber_id IN ($1, $3)`, manager, ev.ID, solo); err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, b.call(t, "POST", "/v1/incidents/"+ev.IncidentID+"/acknowledgements", `{"organisation": "oakview", "by": "Support desk", "note": "=HYPERLINK(\"https://evil.example\")"}`), http.StatusCreated)
+
+	a := b.call(t, "GET", "/v1/incidents/"+ev.IncidentID, "")
+	expectStatus(t, a, http.StatusOK)
+	if m := a.json(t); m["homes"] != 2.0 || m["acknowledged"] != 1.0 || m["updates"] != 1.0 || m["title"] != ev.Title {
+		t.Errorf("summary %s", a.body)
+	}
+	a = b.call(t, "GET", "/v1/incidents/"+ev.IncidentID+"/organisations", "")
+	expectStatus(t, a, http.StatusOK)
+	var rep struct {
+		Organisations []struct {
+			Home, Name      string
+			FirstToldAt     *string `json:"first_told_at"`
+			Channels        []string
+			Deliveries      []struct{ Channel, Address, State string }
+			Acknowledgement *struct{ Via, By string }
+		}
+	}
+	if err := json.Unmarshal(a.body, &rep); err != nil || len(rep.Organisations) != 2 {
+		t.Fatalf("report %s (%v)", a.body, err)
+	}
+	oak, one := rep.Organisations[0], rep.Organisations[1]
+	if oak.Home != "oakview" || oak.Name != "Oakview" || oak.FirstToldAt == nil || !strings.HasPrefix(*oak.FirstToldAt, "2025-11-10T13:36:00") ||
+		len(oak.Channels) != 1 || oak.Channels[0] != "email" || len(oak.Deliveries) != 2 || oak.Acknowledgement == nil || oak.Acknowledgement.Via != "api" {
+		t.Errorf("Oakview: %+v", oak)
+	}
+	if one.Home != store.Home("", solo) || one.FirstToldAt != nil || one.Acknowledgement != nil || one.Deliveries[0].State != "failed" {
+		t.Errorf("the home of one: %+v", one)
+	}
+	if strings.Contains(string(a.body), "manager@oakview.example") || strings.Contains(string(a.body), "7400123459") {
+		t.Error("the report shows an address in full")
+	}
+	a = b.request(t, "GET", "/v1/incidents/"+ev.IncidentID+"/organisations", nil, "Authorization", "Bearer "+apiToken, "Accept", "text/csv")
+	expectStatus(t, a, http.StatusOK)
+	recs, err := csv.NewReader(strings.NewReader(string(a.body))).ReadAll()
+	if err != nil || len(recs) != 3 || recs[0][0] != "home" || recs[1][0] != "oakview" || recs[1][4] != "1" || recs[1][5] != "0" || recs[2][5] != "1" {
+		t.Fatalf("CSV %q (%v)", recs, err)
+	}
+	if note := recs[1][10]; note != `'=HYPERLINK("https://evil.example")` {
+		t.Errorf("CSV note %q: not neutralised", note)
+	}
+	expectError(t, b.call(t, "GET", "/v1/incidents/nope/organisations", ""), http.StatusNotFound, "")
 }

@@ -46,7 +46,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"PATCH", "/v1/subscribers/1"}, {"DELETE", "/v1/subscribers/1"}, {"POST", "/v1/subscribers/import"},
 		{"GET", "/v1/subscribers.csv"}, {"POST", "/v1/organisations"}, {"GET", "/v1/organisations"},
 		{"GET", "/v1/organisations/x"}, {"PATCH", "/v1/organisations/x"}, {"DELETE", "/v1/organisations/x"},
-		{"POST", "/v1/incidents/x/acknowledgements"},
+		{"POST", "/v1/incidents/x/acknowledgements"}, {"GET", "/v1/incidents/x"}, {"GET", "/v1/incidents/x/organisations"},
 		{"POST", "/v1/integrations/alertmanager"}, {"POST", "/v1/integrations/grafana"},
 	}
 	for _, rt := range routes {

@@ -104,12 +104,15 @@ func (s *Store) AckTargetOf(ctx context.Context, deliveryID int64) (AckTarget, e
 	if err != nil {
 		return AckTarget{}, fmt.Errorf("delivery %d: %w", deliveryID, err)
 	}
-	if org != nil {
-		t.Home = Home(*org, t.SubscriberID)
-	} else {
-		t.Home = Home("", t.SubscriberID)
-	}
+	t.Home = homeOf(org, t.SubscriberID)
 	return t, nil
+}
+
+func homeOf(org *string, subscriberID int64) string {
+	if org == nil {
+		return Home("", subscriberID)
+	}
+	return Home(*org, subscriberID)
 }
 
 // LatestAwaitingAck returns the latest incident, among those texted to
@@ -121,10 +124,10 @@ func (s *Store) LatestAwaitingAck(ctx context.Context, phone string, impacts []s
 	var org *string
 	err := s.pool.QueryRow(ctx, `
 		SELECT d.id, d.event_id, d.incident_id, d.subscriber_id, s.organisation_key
-		FROM deliveries d
-		JOIN subscribers s ON s.id = d.subscriber_id
+		FROM subscribers s
+		JOIN deliveries d ON d.subscriber_id = s.id AND d.channel = 'sms' -- deliveries_once's prefix
 		JOIN events e ON e.id = d.event_id
-		WHERE d.channel = 'sms' AND d.address = $1 AND d.state IN ('sent', 'delivered')
+		WHERE s.phone = $1 AND d.address = $1 AND d.state IN ('sent', 'delivered')
 		  AND d.created_at > now() - interval '7 days'
 		  AND e.kind = 'incident' AND e.impact = ANY($2)
 		  AND NOT EXISTS (SELECT 1 FROM events f WHERE f.incident_id = e.incident_id
@@ -139,10 +142,6 @@ func (s *Store) LatestAwaitingAck(ctx context.Context, phone string, impacts []s
 	if err != nil {
 		return AckTarget{}, fmt.Errorf("incident awaiting acknowledgement: %w", err)
 	}
-	if org != nil {
-		t.Home = Home(*org, t.SubscriberID)
-	} else {
-		t.Home = Home("", t.SubscriberID)
-	}
+	t.Home = homeOf(org, t.SubscriberID)
 	return t, nil
 }
