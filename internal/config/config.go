@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,10 @@ type Config struct {
 	// AckImpacts is CRIER_ACK_IMPACTS: the impacts whose incidents ask each
 	// home to acknowledge their first update (default critical,major).
 	AckImpacts []string
+	// EscalateAfter is CRIER_ESCALATE_AFTER: by impact, how long after an
+	// incident's first update a home that has not acknowledged is
+	// escalated to (default critical=10m,major=30m).
+	EscalateAfter map[string]time.Duration
 
 	APITokens []string // CRIER_API_TOKENS, comma-separated
 	// TrustedProxies is CRIER_TRUSTED_PROXIES: the reverse proxies (CIDRs or
@@ -154,6 +159,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WebhookAllow:   r.webhookAllow("CRIER_WEBHOOK_ALLOW_PRIVATE"),
 		APITokens:      r.list("CRIER_API_TOKENS"),
 		AckImpacts:     r.impacts("CRIER_ACK_IMPACTS", DefaultAckImpacts),
+		EscalateAfter:  r.escalateAfter("CRIER_ESCALATE_AFTER"),
 		ClientIPHeader: r.str("CRIER_CLIENT_IP_HEADER", ""),
 		TrustedProxies: r.prefixes("CRIER_TRUSTED_PROXIES"),
 
@@ -281,6 +287,16 @@ func (c Config) RequireDatabase() error {
 		return &Error{"CRIER_DATABASE_URL", "is required (e.g. postgres://postgres@127.0.0.1:5432/crier)"}
 	}
 	return nil
+}
+
+// EscalationDelay is how long after an incident's first update a home that
+// has not acknowledged is escalated to: CRIER_ESCALATE_AFTER for impacts
+// in CRIER_ACK_IMPACTS, and never (0) for the others.
+func (c Config) EscalationDelay(impact string) time.Duration {
+	if !slices.Contains(c.AckImpacts, impact) {
+		return 0
+	}
+	return c.EscalateAfter[impact]
 }
 
 // MetricsOnMain reports whether /metrics is served on the main listener:
@@ -441,6 +457,29 @@ func (r *reader) impacts(name string, def []string) []string {
 		default:
 			r.fail(name, "unknown impact %q (want critical, major, minor, or none to ask no acknowledgement)", f)
 		}
+	}
+	return out
+}
+
+// DefaultEscalateAfter is CRIER_ESCALATE_AFTER's default.
+const DefaultEscalateAfter = "critical=10m,major=30m"
+
+// escalateAfter reads "impact=duration" pairs separated by commas.
+func (r *reader) escalateAfter(name string) map[string]time.Duration {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		v = DefaultEscalateAfter
+	}
+	out := map[string]time.Duration{}
+	for _, f := range strings.Split(v, ",") {
+		impact, d, ok := strings.Cut(strings.TrimSpace(f), "=")
+		impact = strings.ToLower(strings.TrimSpace(impact))
+		dur, err := time.ParseDuration(strings.TrimSpace(d))
+		if !ok || err != nil || dur < 0 || (impact != "critical" && impact != "major" && impact != "minor") {
+			r.fail(name, "%q is not impact=duration (e.g. critical=10m,major=30m)", f)
+			return nil
+		}
+		out[impact] = dur
 	}
 	return out
 }

@@ -42,6 +42,10 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// EscalateAfter, when set, gives by impact how long after an incident's
+	// first update a home that has not acknowledged is escalated (0: never);
+	// the fan-out schedules those steps (store.ScheduleEscalations).
+	EscalateAfter func(impact string) time.Duration
 }
 
 // WithDefaults fills in zero fields.
@@ -181,6 +185,13 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg, streamSeq uin
 	stop()
 	if err != nil {
 		return err
+	}
+	// Also for a duplicate: a fan-out that stored the event but died
+	// before scheduling comes back as one. Scheduling is idempotent.
+	if c.cfg.EscalateAfter != nil {
+		if err := c.store.ScheduleEscalations(ctx, ev, c.cfg.EscalateAfter(ev.Impact)); err != nil {
+			return err
+		}
 	}
 	if res.Duplicate {
 		c.metrics.EventsDuplicate.Inc()

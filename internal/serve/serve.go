@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	// hard ends the work in flight once the grace after a stop is over.
 	hard, kill := context.WithCancel(context.WithoutCancel(ctx))
 	defer kill()
-	fan := fanout.New(fanout.Config{Workers: cfg.FanoutWorkers}, d.Store, log, d.Metrics)
+	fan := fanout.New(fanout.Config{Workers: cfg.FanoutWorkers, EscalateAfter: cfg.EscalationDelay}, d.Store, log, d.Metrics)
 	p := &parts{
 		http:    web,
 		metrics: mon,
@@ -134,6 +135,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		p.workers = append(p.workers, newService("deliver "+ch, func(soft context.Context) error { return w.Serve(soft, hard) }))
 	}
 	slices.Sort(channels)
+	p.workers = append(p.workers, newService("escalate", func(soft context.Context) error {
+		escalate(soft, d.Store, log)
+		return nil
+	}))
 	errc := p.start(hard)
 	log.InfoContext(ctx, "crier serving", "http_addr", web.addr, "public_url", cfg.PublicURL, "channels", strings.Join(channels, ","))
 	if opts.Ready != nil {
@@ -147,6 +152,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	}
 	p.stop(log, cfg.ShutdownGrace, kill)
 	return runErr
+}
+
+// escalateEvery is how often a process looks for due escalation steps.
+const escalateEvery = time.Second
+
+// escalate runs due escalation steps until ctx ends; every process does,
+// and the claim gives each step to one of them.
+func escalate(ctx context.Context, st *store.Store, log *slog.Logger) {
+	t := time.NewTicker(escalateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ran, skipped, err := st.RunDueEscalations(ctx, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "escalations", "error", err)
+		case ran > 0 || skipped > 0:
+			log.InfoContext(ctx, "escalation steps run", "ran", ran, "skipped", skipped)
+		}
+	}
 }
 
 // connect opens the database (and applies the migrations) and NATS, and

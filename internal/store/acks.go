@@ -55,8 +55,15 @@ func (s *Store) Acknowledge(ctx context.Context, a Ack) (Ack, bool, error) {
 	if err != nil {
 		return Ack{}, false, fmt.Errorf("acknowledge %s for %s: %w", a.IncidentID, a.Home, err)
 	}
+	first := tag.RowsAffected() == 1
+	if first {
+		// Escalation deliveries still waiting are no longer needed.
+		if err := s.SuppressEscalations(ctx, a.IncidentID, a.Home); err != nil {
+			return Ack{}, false, err
+		}
+	}
 	got, err := s.Acknowledgement(ctx, a.IncidentID, a.Home)
-	return got, tag.RowsAffected() == 1, err
+	return got, first, err
 }
 
 // Acknowledgement returns a home's acknowledgement of an incident, or

@@ -303,7 +303,7 @@ WITH keys AS (
 	    SELECT 1 FROM deliveries d
 	    WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
 	      AND d.occurred_at > $3)) AS st (stale)
-	WHERE s.id >= $6 AND s.id < $7
+	WHERE s.id >= $6 AND s.id < $7 AND s.role = 'primary' -- escalation contacts hear from escalations only
 	  AND s.id IN (SELECT subscriber_id FROM subscriptions
 	               WHERE component_key IN (SELECT key FROM keys) AND subscriber_id >= $6 AND subscriber_id < $7)
 	  AND ch.address IS NOT NULL AND ch.confirmed_at IS NOT NULL AND ch.opted_out_at IS NULL
