@@ -211,3 +211,33 @@ func TestBrokenHookTemplateStopsStartUp(t *testing.T) {
 		t.Fatalf("New with a Slack template printing raw text: %v", err)
 	}
 }
+
+// TestOneWaySenderLinksTheAcknowledgement: from an alphanumeric sender a
+// text that asks for acknowledgement links to the acknowledgement page
+// and does not ask for a reply; from a number it asks for "OK".
+func TestOneWaySenderLinksTheAcknowledgement(t *testing.T) {
+	rc := Recipient{ManageURL: "https://status.example.org/manage/tok", AckURL: "https://status.example.org/ack/acktok"}
+	ev := seedEvent(1)
+	ev.AskAck = true
+	ev.StatusURL = "https://status.example.org/incidents/x"
+	for _, oneWay := range []bool{false, true} {
+		r, err := New(Config{OneWaySMS: oneWay})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.Prepare(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := p.SMS(rc).Body
+		if got := strings.Contains(body, "Confirm you have seen this: "+rc.AckURL); got != oneWay {
+			t.Errorf("one-way %t: ack link shown %t:\n%s", oneWay, got, body)
+		}
+		if got := strings.Contains(body, "Reply OK"); got == oneWay {
+			t.Errorf("one-way %t: asks for OK %t:\n%s", oneWay, got, body)
+		}
+		if p.SMS(rc).Segments > DefaultSMSMaxSegments {
+			t.Errorf("one-way %t: %d segments", oneWay, p.SMS(rc).Segments)
+		}
+	}
+}

@@ -71,6 +71,10 @@ var templateFiles = []string{fileSubject, fileEmailText, fileEmailHTML, fileSMS,
 
 // Config configures a Renderer. The zero value is usable: see WithDefaults.
 type Config struct {
+	// OneWaySMS says texts come from a sender that cannot take replies (an
+	// alphanumeric sender ID): a text asking for acknowledgement then
+	// links to the acknowledgement page instead of asking for "OK".
+	OneWaySMS bool
 	// Dir, if set, is a directory of template files. Each of
 	// email.subject.tmpl, email.txt.tmpl, email.html.tmpl and sms.txt.tmpl
 	// found there replaces the embedded file of the same name; the others
@@ -138,6 +142,7 @@ func (e *TemplateError) Unwrap() error { return e.Err }
 
 // Renderer holds the parsed templates. It is safe for concurrent use.
 type Renderer struct {
+	oneWay     bool
 	loc        *time.Location
 	smsMax     int
 	subjectMax int
@@ -164,6 +169,7 @@ func New(cfg Config) (*Renderer, error) {
 		return nil, fmt.Errorf("render: time zone %q: %w", cfg.TimeZone, err)
 	}
 	r := &Renderer{
+		oneWay:     cfg.OneWaySMS,
 		loc:        loc,
 		smsMax:     cfg.SMSMaxSegments,
 		subjectMax: cfg.SubjectMaxRunes,
@@ -417,8 +423,10 @@ type SMSData struct {
 	// Body is the update's text on one line, shortened per message to fit
 	// the segment limit. Print it unchanged.
 	Body string
-	// AskAck: ask for a reply ("Reply OK") confirming the text was seen.
-	AskAck bool
+	// AskAck: ask for a reply ("Reply OK") confirming the text was seen;
+	// with OneWay (a sender that takes no replies) .Link is the
+	// acknowledgement page instead.
+	AskAck, OneWay bool
 	// Link is Event.StatusURL if set, else the recipient's manage link.
 	// Print it unchanged.
 	Link string
@@ -473,6 +481,7 @@ type Prepared struct {
 	static     *SMS // the text message, when it is the same for everyone
 	hooks      *hooks
 	askAck     bool
+	ackLink    bool // the text's link is the acknowledgement page
 }
 
 // AsksAck reports whether the messages ask for acknowledgement
@@ -534,7 +543,7 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 		Kind: d.Kind, Maintenance: d.Maintenance, Status: d.Status, StatusLabel: d.StatusLabel,
 		Impact: d.Impact, ImpactLabel: d.ImpactLabel, Title: d.Title, Components: d.Components,
 		OccurredAt: d.OccurredAt, ScheduledFor: d.ScheduledFor, ScheduledUntil: d.ScheduledUntil,
-		AskAck: d.AskAck, Link: placeholder(nonce, slotLink),
+		AskAck: d.AskAck, OneWay: r.oneWay, Link: placeholder(nonce, slotLink),
 	}
 	// A text carries the guidance (or recovery) first, then the body, on
 	// one line: what to do matters most when little fits. The whole is
@@ -558,7 +567,8 @@ func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
 	if p.hooks, err = r.prepareHooks(ev, r.emailData(ev)); err != nil {
 		return nil, err
 	}
-	if d.StatusURL != "" {
+	p.ackLink = d.AskAck && r.oneWay
+	if d.StatusURL != "" && !p.ackLink {
 		s := p.sms.render(d.StatusURL)
 		p.static = &s
 	}
@@ -748,7 +758,8 @@ type SMS struct {
 
 // SMS personalises the prepared text message for rc. Its link is the
 // event's StatusURL when set (the message is then the same for everyone and
-// costs nothing to personalise), else rc.ManageURL.
+// costs nothing to personalise), else rc.ManageURL; from a one-way sender,
+// a text that asks for acknowledgement links to rc.AckURL instead.
 //
 // Only the event body is shortened, at a word boundary when one is near,
 // and marked with "..." (GSM-7) or "…" (UCS-2); the link and the rest of
@@ -757,6 +768,9 @@ type SMS struct {
 func (p *Prepared) SMS(rc Recipient) SMS {
 	if p.static != nil {
 		return *p.static
+	}
+	if p.ackLink {
+		return p.sms.render(oneLine(rc.AckURL))
 	}
 	return p.sms.render(oneLine(rc.ManageURL))
 }

@@ -261,7 +261,8 @@ func (d *Deps) close() {
 }
 
 func (d *Deps) buildComposer(ctx context.Context) error {
-	r, err := render.New(render.Config{Dir: d.Config.TemplatesDir, TimeZone: d.Config.TimeZone, SMSMaxSegments: d.Config.SMSMaxSegments})
+	r, err := render.New(render.Config{Dir: d.Config.TemplatesDir, TimeZone: d.Config.TimeZone, SMSMaxSegments: d.Config.SMSMaxSegments,
+		OneWaySMS: sms.IsAlphanumericSender(d.Config.TwilioFrom)})
 	if err != nil {
 		return fmt.Errorf("templates: %w", err)
 	}

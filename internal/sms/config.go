@@ -195,3 +195,17 @@ func validFrom(s string) bool {
 	}
 	return strings.TrimSpace(s) == s
 }
+
+// IsAlphanumericSender reports whether from is an alphanumeric sender ID
+// ("Care Alert"): one-way, so a recipient cannot reply to it.
+func IsAlphanumericSender(from string) bool {
+	if from == "" || from[0] == '+' || !validFrom(from) {
+		return false
+	}
+	for i := 0; i < len(from); i++ {
+		if b := from[i]; b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
