@@ -97,18 +97,12 @@ func (s *Store) RunDueEscalations(ctx context.Context, now time.Time) (ran, skip
 			}
 			tag, err := tx.Exec(ctx, `
 				INSERT INTO deliveries (event_id, incident_id, occurred_at, subscriber_id, channel, address, state, next_attempt_at, priority, escalation_step)
-				SELECT ev.id, ev.incident_id, ev.occurred_at, sub.id, ch.channel, ch.address, 'queued', now(), $4, $3
+				SELECT ev.id, ev.incident_id, ev.occurred_at, s.id, ch.channel, ch.address, 'queued', now(), $4, $3
 				FROM events ev
-				CROSS JOIN subscribers sub
-				CROSS JOIN LATERAL (VALUES
-					('email',   sub.email,       sub.email_confirmed_at, sub.email_opted_out_at),
-					('sms',     sub.phone,       sub.sms_confirmed_at,   sub.sms_opted_out_at),
-					('webhook', sub.webhook_url, sub.created_at,         sub.webhook_opted_out_at),
-					('teams',   sub.teams_url,   sub.created_at,         sub.teams_opted_out_at),
-					('slack',   sub.slack_url,   sub.created_at,         sub.slack_opted_out_at)
-				) AS ch (channel, address, confirmed_at, opted_out_at)
-				WHERE ev.id = $2 AND sub.role = 'escalation'
-				  AND coalesce(sub.organisation_key, 'subscriber:' || sub.id) = $1
+				CROSS JOIN subscribers s
+				CROSS JOIN LATERAL `+subscriberChannels+`
+				WHERE ev.id = $2 AND s.role = 'escalation'
+				  AND coalesce(s.organisation_key, 'subscriber:' || s.id) = $1
 				  AND ch.address IS NOT NULL AND ch.confirmed_at IS NOT NULL AND ch.opted_out_at IS NULL
 				ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING`, e.Home, e.EventID, e.Step, escalationPriority)
 			if err != nil {

@@ -272,6 +272,18 @@ func (s *Store) lockIncident(ctx context.Context, incidentID string) (unlock fun
 	return func() { done(true) }, nil
 }
 
+// subscriberChannels is, for subscriber s, one row per channel: its
+// address there, when it was confirmed (a destination URL counts as
+// confirmed when the subscriber was made) and when it was opted out. The
+// fan-out and the escalations choose among these rows.
+const subscriberChannels = `(VALUES
+		('email',   s.email,       s.email_confirmed_at, s.email_opted_out_at),
+		('sms',     s.phone,       s.sms_confirmed_at,   s.sms_opted_out_at),
+		('webhook', s.webhook_url, s.created_at,         s.webhook_opted_out_at),
+		('teams',   s.teams_url,   s.created_at,         s.teams_opted_out_at),
+		('slack',   s.slack_url,   s.created_at,         s.slack_opted_out_at)
+	) AS ch (channel, address, confirmed_at, opted_out_at)`
+
 // fanOutSQL expands the event's components through the tree (the key itself,
 // its ancestors and its descendants), finds every subscriber of any of those
 // keys, and inserts one delivery of priority $8 per confirmed, not
@@ -292,13 +304,7 @@ WITH keys AS (
 	       CASE WHEN st.stale THEN 'superseded' ELSE 'queued' END,
 	       CASE WHEN st.stale THEN NULL ELSE now() END, $8
 	FROM subscribers s
-	CROSS JOIN LATERAL (VALUES
-		('email',   s.email,       s.email_confirmed_at, s.email_opted_out_at),
-		('sms',     s.phone,       s.sms_confirmed_at,   s.sms_opted_out_at),
-		('webhook', s.webhook_url, s.created_at,         s.webhook_opted_out_at),
-		('teams',   s.teams_url,   s.created_at,         s.teams_opted_out_at),
-		('slack',   s.slack_url,   s.created_at,         s.slack_opted_out_at)
-	) AS ch (channel, address, confirmed_at, opted_out_at)
+	CROSS JOIN LATERAL `+subscriberChannels+`
 	CROSS JOIN LATERAL (SELECT $5 AND EXISTS (
 	    SELECT 1 FROM deliveries d
 	    WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
