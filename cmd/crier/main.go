@@ -41,6 +41,7 @@ func commands() []command {
 		{"publish", "publish one event to JetStream", cmdPublish},
 		{"components", "list, add or remove catalog components", cmdComponents},
 		{"subscribers", "list, add or remove subscribers", cmdSubscribers},
+		{"drill", "send a drill: a marked test that homes acknowledge", cmdDrill},
 		{"deliveries", "report deliveries of an event or incident, or retry failed ones", cmdDeliveries},
 		{"healthcheck", "exit 0 when crier serve on this host is ready (for container health checks)", cmdHealthcheck},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,8 +43,8 @@ func newPublishFlags(fs *flag.FlagSet) *publishFlags {
 		file:       fs.String("file", "", "read the event's JSON from this file (- for standard input) instead of the flags"),
 		id:         fs.String("id", "", "unique id of this update (the dedup key); default: <incident-id>-<unix time>"),
 		incident:   fs.String("incident-id", "", "incident the update belongs to"),
-		kind:       fs.String("kind", "incident", "incident or maintenance"),
-		status:     fs.String("status", "", "investigating, identified, monitoring, update, resolved, postmortem; or scheduled, in_progress, verifying, completed"),
+		kind:       fs.String("kind", "incident", "incident, maintenance or drill"),
+		status:     fs.String("status", "", "investigating, identified, monitoring, update, resolved, postmortem; or scheduled, in_progress, verifying, completed; or test (a drill)"),
 		impact:     fs.String("impact", "major", "none, minor, major or critical"),
 		title:      fs.String("title", "", "title of the incident"),
 		body:       fs.String("body", "", "text of the update"),
@@ -108,8 +109,13 @@ func cmdPublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Refuse here what the consumer would reject anyway (the catalog check
-	// happens in the consumer, which knows the catalog).
+	return publishRaw(ctx, e, raw)
+}
+
+// publishRaw checks raw as the consumer would (but for the catalog, which
+// the consumer knows), publishes it on JetStream and prints the
+// acknowledgement.
+func publishRaw(ctx context.Context, e *env, raw []byte) error {
 	ev, err := event.Decode(raw, time.Now())
 	if err != nil {
 		return err
@@ -136,6 +142,32 @@ func cmdPublish(ctx context.Context, e *env, args []string) error {
 	}
 	e.printf("published %s: stream %s sequence %d duplicate %t\n", ev.ID, ack.Stream, ack.Sequence, ack.Duplicate)
 	return nil
+}
+
+// cmdDrill publishes a drill.
+func cmdDrill(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("crier drill", flag.ContinueOnError)
+	var components stringList
+	fs.Var(&components, "component", "component whose homes rehearse (repeat or separate with commas)")
+	title := fs.String("title", "", `title (default "Alerting drill")`)
+	body := fs.String("body", "", "text after the test notice")
+	escalate := fs.Bool("escalate", false, "escalate, as a major incident would, homes that do not acknowledge in time")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: crier drill --component KEY [--title T] [--body B] [--escalate]\n\n"+
+			"Sends a clearly marked test (\"TEST: no action needed other than to confirm\") to every home\non the components, asking each to acknowledge it. Uses CRIER_NATS_URL.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if len(components) == 0 {
+		return errors.New("drill needs at least one --component")
+	}
+	raw, err := event.Encode(event.NewDrill(time.Now(), components, *title, *body, *escalate))
+	if err != nil {
+		return err
+	}
+	return publishRaw(ctx, e, raw)
 }
 
 func readAll(r io.Reader) ([]byte, error) {

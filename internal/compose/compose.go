@@ -262,6 +262,11 @@ func (c *Composer) prepare(ctx context.Context, eventID string) (*render.Prepare
 		}
 		re.Timeline = append(re.Timeline, render.Update{ID: u.ID, Status: u.Status, Title: u.Title, Body: u.Body, OccurredAt: u.OccurredAt})
 	}
+	if ev.Kind == event.KindDrill {
+		// Every drill is an incident of one update, and asks to be
+		// acknowledged whatever its impact.
+		re.AskAck = true
+	}
 	if ev.Kind == event.KindIncident {
 		switch {
 		case ev.Status == "resolved":

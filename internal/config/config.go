@@ -26,6 +26,7 @@ import (
 	"github.com/crier-dev/crier/internal/alerting"
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/fanout"
 	"github.com/crier-dev/crier/internal/httpapi"
 	"github.com/crier-dev/crier/internal/phone"
@@ -291,9 +292,13 @@ func (c Config) RequireDatabase() error {
 
 // EscalationDelay is how long after an incident's first update a home that
 // has not acknowledged is escalated to: CRIER_ESCALATE_AFTER for impacts
-// in CRIER_ACK_IMPACTS, and never (0) for the others.
-func (c Config) EscalationDelay(impact string) time.Duration {
-	if !slices.Contains(c.AckImpacts, impact) {
+// in CRIER_ACK_IMPACTS, and never (0) for the others. A drill asked to
+// escalate (of any impact) rehearses a major incident's.
+func (c Config) EscalationDelay(ev event.Event) time.Duration {
+	impact := ev.Impact
+	if ev.Kind == event.KindDrill {
+		impact = "major"
+	} else if !slices.Contains(c.AckImpacts, impact) {
 		return 0
 	}
 	return c.EscalateAfter[impact]

@@ -5,6 +5,8 @@ package event
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,11 +35,15 @@ const (
 const (
 	KindIncident    = "incident"
 	KindMaintenance = "maintenance"
+	// KindDrill is a rehearsal: a clearly marked test sent to every home
+	// on its components, asking them to acknowledge (status "test").
+	KindDrill = "drill"
 )
 
 var statuses = map[string][]string{
 	KindIncident:    {"investigating", "identified", "monitoring", "update", "resolved", "postmortem"},
 	KindMaintenance: {"scheduled", "in_progress", "verifying", "completed"},
+	KindDrill:       {"test"},
 }
 
 var impacts = []string{"none", "minor", "major", "critical"}
@@ -56,6 +62,9 @@ type Event struct {
 	ScheduledFor   *time.Time `json:"scheduled_for,omitempty"`
 	ScheduledUntil *time.Time `json:"scheduled_until,omitempty"`
 	Notify         bool       `json:"notify"`
+	// Escalate makes a drill escalate, as an incident does, when a home
+	// does not acknowledge in time (drills only; default false).
+	Escalate bool `json:"escalate,omitempty"`
 }
 
 // ValidationError says why an event was refused: the field at fault (empty
@@ -97,6 +106,7 @@ type wire struct {
 	ScheduledFor   *string   `json:"scheduled_for"`
 	ScheduledUntil *string   `json:"scheduled_until"`
 	Notify         *bool     `json:"notify"`
+	Escalate       *bool     `json:"escalate"`
 }
 
 // Decode parses and validates one event. now bounds how far in the future
@@ -161,7 +171,7 @@ func (w *wire) validate(now time.Time) (Event, error) {
 	}
 	allowed, ok := statuses[ev.Kind]
 	if !ok {
-		return Event{}, invalid("kind", "must be %q or %q, not %q", KindIncident, KindMaintenance, ev.Kind)
+		return Event{}, invalid("kind", "must be %q, %q or %q, not %q", KindIncident, KindMaintenance, KindDrill, ev.Kind)
 	}
 	if ev.Status, err = requiredText("status", w.Status, 20, true); err != nil {
 		return Event{}, err
@@ -210,6 +220,12 @@ func (w *wire) validate(now time.Time) (Event, error) {
 		return Event{}, invalid("scheduled_until", "is before scheduled_for")
 	}
 	ev.Notify = w.Notify == nil || *w.Notify
+	if w.Escalate != nil {
+		if ev.Kind != KindDrill {
+			return Event{}, invalid("escalate", "is for drills only: incidents always escalate")
+		}
+		ev.Escalate = *w.Escalate
+	}
 	return ev, nil
 }
 
@@ -413,4 +429,21 @@ func ImpactPriority(impact string) int {
 // post-mortem) must reach everyone who was told of the outage as early.
 func RanksWithIncident(ev Event) bool {
 	return ev.Kind == KindIncident && (ev.Status == "resolved" || ev.Status == "postmortem")
+}
+
+// NewDrill is the event of a drill started at now: its own incident, of
+// one update with status test, impact none; title "Alerting drill" unless
+// given. Its id is "drill-" with the time and a random suffix.
+func NewDrill(now time.Time, components []string, title, body string, escalate bool) Event {
+	now = now.UTC().Truncate(time.Second)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := "drill-" + now.Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	if strings.TrimSpace(title) == "" {
+		title = "Alerting drill"
+	}
+	return Event{
+		ID: id, IncidentID: id, Kind: KindDrill, Status: "test", Impact: "none",
+		Title: title, Body: body, Components: components, OccurredAt: now, Notify: true, Escalate: escalate,
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/crier-dev/crier/internal/event"
 	"github.com/crier-dev/crier/internal/intake"
 	"github.com/crier-dev/crier/internal/metrics"
 	"github.com/crier-dev/crier/internal/store"
@@ -42,10 +43,10 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
-	// EscalateAfter, when set, gives by impact how long after an incident's
+	// EscalateAfter, when set, gives for an event how long after an incident's
 	// first update a home that has not acknowledged is escalated (0: never);
 	// the fan-out schedules those steps (store.ScheduleEscalations).
-	EscalateAfter func(impact string) time.Duration
+	EscalateAfter func(ev event.Event) time.Duration
 }
 
 // WithDefaults fills in zero fields.
@@ -189,7 +190,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg, streamSeq uin
 	// Also for a duplicate: a fan-out that stored the event but died
 	// before scheduling comes back as one. Scheduling is idempotent.
 	if c.cfg.EscalateAfter != nil {
-		if err := c.store.ScheduleEscalations(ctx, ev, c.cfg.EscalateAfter(ev.Impact)); err != nil {
+		if err := c.store.ScheduleEscalations(ctx, ev, c.cfg.EscalateAfter(ev)); err != nil {
 			return err
 		}
 	}

@@ -218,3 +218,31 @@ func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	}{rows, next})
 	return nil
 }
+
+// drillInput is the body of POST /v1/drills.
+type drillInput struct {
+	Components []string `json:"components"`
+	Title      *string  `json:"title"`
+	Body       *string  `json:"body"`
+	Escalate   bool     `json:"escalate"`
+}
+
+// postDrill publishes a drill: a clearly marked test to every home on the
+// components, asking them to acknowledge, escalating only with escalate.
+// It goes through the intake like any event.
+func (a *API) postDrill(w http.ResponseWriter, r *http.Request) error {
+	var in drillInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	ev := event.NewDrill(a.cfg.Now(), in.Components, deref(in.Title), deref(in.Body), in.Escalate)
+	raw, err := event.Encode(ev)
+	if err != nil {
+		return err
+	}
+	ev, err = a.admit(r, raw, intake.Source{Via: "http"})
+	if err != nil {
+		return err
+	}
+	return a.publish(w, r, ev, raw)
+}

@@ -22,6 +22,7 @@
 //	PATCH  /v1/subscribers/{id}            change any of the fields of POST
 //	DELETE /v1/subscribers/{id}            204; the subscriber and their deliveries are erased
 //	POST   /v1/subscribers/import          text/csv: created, updated and refused rows (with line and reason)
+//	POST   /v1/drills                      a drill (kind drill, status test): components, title, body, escalate
 //	GET    /v1/incidents/{id}              an incident's summary: latest status, highest impact, deliveries, homes told and acknowledged
 //	GET    /v1/incidents/{id}/organisations per home: first told, channels, deliveries (masked), acknowledgement; CSV with Accept: text/csv
 //	POST   /v1/incidents/{id}/acknowledgements record a home's acknowledgement (the support desk)
@@ -366,6 +367,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	api("PATCH /v1/subscribers/{id}", a.patchSubscriber)
 	api("DELETE /v1/subscribers/{id}", a.deleteSubscriber)
 	api("POST /v1/subscribers/import", a.importSubscribers)
+	api("POST /v1/drills", a.postDrill)
 	api("GET /v1/incidents/{id}", a.getIncident)
 	api("GET /v1/incidents/{id}/organisations", a.incidentOrganisations)
 	api("POST /v1/incidents/{id}/acknowledgements", a.postAcknowledgement)

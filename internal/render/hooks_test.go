@@ -241,3 +241,31 @@ func TestOneWaySenderLinksTheAcknowledgement(t *testing.T) {
 		}
 	}
 }
+
+// TestDrillIsMarked: a drill's email, text and card start with the test
+// notice and ask for acknowledgement.
+func TestDrillIsMarked(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Prepare(Event{ID: "drill-1", IncidentID: "drill-1", Kind: "drill", Status: "test", Impact: "none",
+		Title: "Alerting drill", Body: "eMar is fine.", Components: []string{"eMar"}, AskAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := Recipient{ManageURL: "https://s.example/manage/t", UnsubscribeURL: "https://s.example/unsubscribe/t", AckURL: "https://s.example/ack/a"}
+	e, sms := p.Email(rc), p.SMS(rc)
+	teams, _ := p.Teams(rc)
+	if p.Subject() != "[Test] Alerting drill" {
+		t.Errorf("subject %q", p.Subject())
+	}
+	for name, text := range map[string]string{"text": e.Text, "html": e.HTML, "sms": sms.Body, "teams": string(teams)} {
+		if !strings.Contains(text, DrillNotice) {
+			t.Errorf("the drill's %s lacks the notice:\n%s", name, text)
+		}
+	}
+	if !strings.Contains(e.HTML, "https://s.example/ack/a") || !strings.Contains(sms.Body, "Reply OK") {
+		t.Error("the drill does not ask for acknowledgement")
+	}
+}

@@ -338,6 +338,9 @@ type AdviceSection struct {
 	Runbooks []Runbook
 }
 
+// DrillNotice starts the text of every drill.
+const DrillNotice = "TEST: no action needed other than to confirm."
+
 // Runbook is one component's advice.
 type Runbook struct {
 	Component string // display name
@@ -492,6 +495,10 @@ func (p *Prepared) AsksAck() bool { return p.askAck }
 // message, with placeholders for the per-recipient values. Prepare never
 // fails with the default templates; with others it can fail like New.
 func (r *Renderer) Prepare(ev Event) (*Prepared, error) {
+	if ev.Kind == "drill" {
+		// A drill says so before anything else, on every channel.
+		ev.Body = strings.TrimSpace(DrillNotice + "\n\n" + ev.Body)
+	}
 	d := r.emailData(ev)
 	var buf bytes.Buffer
 

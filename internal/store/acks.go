@@ -124,7 +124,8 @@ func homeOf(org *string, subscriberID int64) string {
 
 // LatestAwaitingAck returns the latest incident, among those texted to
 // phone within the past week by an update that asked for acknowledgement
-// (the incident's first update, with an impact in impacts), that the
+// (the incident's first update, with an impact in impacts, or a drill),
+// that the
 // phone's home has not acknowledged; ErrNotFound when there is none.
 func (s *Store) LatestAwaitingAck(ctx context.Context, phone string, impacts []string) (AckTarget, error) {
 	var t AckTarget
@@ -136,7 +137,7 @@ func (s *Store) LatestAwaitingAck(ctx context.Context, phone string, impacts []s
 		JOIN events e ON e.id = d.event_id
 		WHERE s.phone = $1 AND d.address = $1 AND d.state IN ('sent', 'delivered')
 		  AND d.created_at > now() - interval '7 days'
-		  AND e.kind = 'incident' AND e.impact = ANY($2)
+		  AND (e.kind = 'drill' OR (e.kind = 'incident' AND e.impact = ANY($2)))
 		  AND NOT EXISTS (SELECT 1 FROM events f WHERE f.incident_id = e.incident_id
 		                  AND (f.occurred_at, f.seq) < (e.occurred_at, e.seq))
 		  AND NOT EXISTS (SELECT 1 FROM acknowledgements a WHERE a.incident_id = d.incident_id

@@ -19,12 +19,13 @@ type Escalation struct {
 }
 
 // ScheduleEscalations makes the escalation rows of an event, once: when it
-// is the first update of an incident and after is positive, one step 1
+// is the first update of an incident (or a drill asked to escalate) and
+// after is positive, one step 1
 // per home it was fanned out to, due after after. A resolution of the
 // incident skips its pending steps. It is idempotent, so the fan-out can
 // call it again for a redelivered event.
 func (s *Store) ScheduleEscalations(ctx context.Context, ev event.Event, after time.Duration) error {
-	if ev.Kind != event.KindIncident {
+	if ev.Kind != event.KindIncident && !(ev.Kind == event.KindDrill && ev.Escalate) {
 		return nil
 	}
 	if ev.Status == "resolved" {

@@ -304,7 +304,7 @@ WITH keys AS (
 	       CASE WHEN st.stale THEN 'superseded' ELSE 'queued' END,
 	       CASE WHEN st.stale THEN NULL ELSE now() END, $8
 	FROM subscribers s
-	CROSS JOIN LATERAL `+subscriberChannels+`
+	CROSS JOIN LATERAL ` + subscriberChannels + `
 	CROSS JOIN LATERAL (SELECT $5 AND EXISTS (
 	    SELECT 1 FROM deliveries d
 	    WHERE d.subscriber_id = s.id AND d.channel = ch.channel AND d.incident_id = $2
