@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -178,10 +179,11 @@ type (
 		Since, SinceISO string
 	}
 	eventRow struct {
-		ID, Title, Status, Impact string
-		OccurredAt, OccurredISO   string
-		Notify                    bool
-		Bars                      []deliveryBar
+		ID, IncidentID, Title   string
+		Status, Impact          string
+		OccurredAt, OccurredISO string
+		Notify                  bool
+		Bars                    []deliveryBar
 	}
 	// deliveryBar is one channel's deliveries of an event as a stacked bar:
 	// one segment per state, as wide as its share.
@@ -267,11 +269,114 @@ func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, e := range events {
 		v.Events = append(v.Events, eventRow{
-			ID: e.ID, Title: e.Title, Status: e.Status, Impact: e.Impact, Notify: e.Notify,
+			ID: e.ID, IncidentID: e.IncidentID, Title: e.Title, Status: e.Status, Impact: e.Impact, Notify: e.Notify,
 			OccurredAt:  e.OccurredAt.UTC().Format("2 Jan 2006 15:04 UTC"),
 			OccurredISO: e.OccurredAt.UTC().Format(time.RFC3339),
 			Bars:        deliveryBars(counts[e.ID]),
 		})
 	}
 	a.render(w, r, http.StatusOK, "dashboard", "Recent events", v)
+}
+
+// Incident page view.
+type (
+	incidentView struct {
+		ID, Title, Status, Impact string
+		Updates                   int
+		Homes, Acknowledged       int64
+		OverTime                  []ackBucket
+		Path                      string
+		Unacknowledged            bool
+		Rows                      []homeRow
+	}
+	ackBucket struct {
+		Within string
+		Count  int
+	}
+	homeRow struct {
+		Key, Home, Name, FirstTold, Channels string
+		Delivered, NotDelivered              int
+		Acknowledged                         bool
+		AckAt, AckVia, AckBy, AckAction      string
+	}
+)
+
+// ackWithin are the spans after the incident's first update over which
+// the page counts acknowledgements.
+var ackWithin = []time.Duration{5 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour, 4 * time.Hour}
+
+// incidentPage shows, for an administrator, each home told of an incident
+// and whether it acknowledged, the count over time, and a filter for the
+// homes that have not.
+func (a *API) incidentPage(w http.ResponseWriter, r *http.Request) {
+	if !a.requireAdmin(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	sum, err := a.d.Store.IncidentSummary(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		a.renderMessage(w, r, http.StatusNotFound, message{Heading: "No such incident", Link: "/admin", LinkText: "Back to recent events"})
+		return
+	}
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	homes, err := a.d.Store.IncidentHomes(r.Context(), id)
+	if err != nil {
+		a.unavailable(w, r, err)
+		return
+	}
+	v := incidentView{
+		ID: id, Title: sum.Title, Status: sum.Status, Impact: sum.Impact, Updates: sum.Updates,
+		Homes: sum.Homes, Acknowledged: sum.Acknowledged, Path: r.URL.Path,
+		Unacknowledged: r.URL.Query().Get("filter") == "unacknowledged",
+	}
+	counts := make([]int, len(ackWithin))
+	for _, h := range homes {
+		row := homeRow{Key: strings.NewReplacer(":", "-", "/", "-").Replace(h.Home), Home: h.Home, Name: h.Name, Channels: strings.Join(h.Channels, ", ")}
+		if row.Name == "" {
+			row.Name = h.Home
+		}
+		if h.FirstToldAt != nil {
+			row.FirstTold = a.datetime(*h.FirstToldAt)
+		}
+		for _, d := range h.Deliveries {
+			switch d.State {
+			case store.StateSent, store.StateDelivered:
+				row.Delivered++
+			case store.StateFailed, store.StateUndelivered:
+				row.NotDelivered++
+			}
+		}
+		if ack := h.Acknowledged; ack != nil {
+			row.Acknowledged, row.AckAt, row.AckVia, row.AckBy, row.AckAction = true, a.datetime(ack.AcknowledgedAt), ack.Via, ack.By, ack.Action
+			for i, within := range ackWithin {
+				if ack.AcknowledgedAt.Sub(sum.FirstAt) <= within {
+					counts[i]++
+				}
+			}
+		}
+		if v.Unacknowledged && row.Acknowledged {
+			continue
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	if sum.Acknowledged > 0 {
+		for i, within := range ackWithin {
+			v.OverTime = append(v.OverTime, ackBucket{Within: formatSpan(within), Count: counts[i]})
+		}
+	}
+	a.render(w, r, http.StatusOK, "incident", sum.Title, v)
+}
+
+// formatSpan words a span as the page shows it ("5 minutes", "1 hour").
+func formatSpan(d time.Duration) string {
+	switch {
+	case d == time.Hour:
+		return "1 hour"
+	case d > time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d minutes", int(d.Minutes()))
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/crier-dev/crier/internal/deliver"
 	"github.com/crier-dev/crier/internal/email"
 	"github.com/crier-dev/crier/internal/sms"
+	"github.com/crier-dev/crier/internal/store"
+	"github.com/crier-dev/crier/internal/testkit/incidenttest"
 	"github.com/crier-dev/crier/internal/testkit/twiliotest"
 )
 
@@ -413,4 +415,62 @@ func TestBrowserDashboard(t *testing.T) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBrowserIncidentPage: from the dashboard, an incident's page lists
+// every home told with whether it acknowledged, counts them over time,
+// and filters to the homes that have not.
+func TestBrowserIncidentPage(t *testing.T) {
+	b := setup(t)
+	bctx := context.Background()
+	b.subscriber(t, store.NewSubscriber{Email: "manager@oakview.example", Components: []string{"atlas-sync"}, ConfirmEmail: true, Organisation: "Oakview"})
+	b.subscriber(t, store.NewSubscriber{Email: "manager@hillcrest.example", Components: []string{"atlas-sync"}, ConfirmEmail: true, Organisation: "Hillcrest"})
+	b.subscriber(t, store.NewSubscriber{Email: "solo@alone.example", Components: []string{"atlas-sync"}, ConfirmEmail: true})
+	ev := incidenttest.Updates()[0]
+	if _, err := b.store.Ingest(bctx, ev, incidenttest.Raw(ev), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.Pool().Exec(bctx, `UPDATE deliveries SET state = 'delivered', sent_at = $2, next_attempt_at = NULL WHERE event_id = $1`, ev.ID, ev.OccurredAt.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.store.Acknowledge(bctx, store.Ack{IncidentID: ev.IncidentID, Home: "oakview", EventID: ev.ID, Via: "api", By: "Support desk"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := browser(t)
+	do(t, ctx, "sign in",
+		chromedp.Navigate(b.url+"/admin"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), apiToken),
+		chromedp.Click(chromedp.ID("sign-in")),
+		chromedp.WaitVisible(chromedp.CSS(".bar")),
+	)
+	do(t, ctx, "open the incident", chromedp.Click(chromedp.CSS(`#event-`+ev.ID+` h2 a`)), chromedp.WaitVisible(chromedp.ID("homes")))
+	screenshot(t, ctx, "incident")
+	count := func() string {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("ack-count").textContent`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(s)
+	}
+	rows := func() []string {
+		ids, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#homes tbody tr[id]")).map(r => r.id + "=" + r.dataset.acknowledged)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if c := count(); c != "1 of 3 homes acknowledged." {
+		t.Errorf("count %q", c)
+	}
+	if got := strings.Join(rows(), ","); got != "home-hillcrest=false,home-oakview=true,home-subscriber-3=false" {
+		t.Errorf("rows %s", got)
+	}
+	do(t, ctx, "show the homes that have not acknowledged", chromedp.Click(chromedp.ID("show-unacknowledged")), chromedp.WaitVisible(chromedp.ID("show-all")))
+	if got := strings.Join(rows(), ","); got != "home-hillcrest=false,home-subscriber-3=false" {
+		t.Errorf("not acknowledged: rows %s", got)
+	}
+	within, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(".ack-time td[data-count]")).map(c => c.dataset.count)`))
+	if err != nil || len(within) == 0 {
+		t.Fatalf("over time: %v %v", within, err)
+	}
 }

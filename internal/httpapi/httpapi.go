@@ -55,6 +55,8 @@
 //	GET  /unsubscribe/{token}           confirm button (links from compose.UnsubscribeURL)
 //	POST /unsubscribe/{token}           unsubscribes at once, also RFC 8058 one-click
 //	GET  /admin                         sign-in form, or the dashboard of recent events with delivery bars
+//	GET  /admin/incidents/{id}          per home: told, delivered, acknowledged; ?filter=unacknowledged
+//	GET  /admin/incidents/{id}          per home: told, delivered, acknowledged; ?filter=unacknowledged
 //	POST /admin/login                   sign in with an API token: a session cookie holding an HMAC of it
 //	POST /admin/logout                  end this session (server-side: the cookie stops working everywhere)
 //	POST /admin/logout-everywhere       end every admin session (signed in, or with a bearer token)
@@ -390,6 +392,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	page("GET "+publicurl.AckPattern, a.ack)
 	page("POST "+publicurl.AckPattern, a.ack)
 	page("GET /admin", a.dashboard)
+	page("GET /admin/incidents/{id}", a.incidentPage)
 	page("POST /admin/login", a.signIn)
 	page("POST /admin/logout", a.signOut)
 	page("POST /admin/logout-everywhere", a.signOutEverywhere)

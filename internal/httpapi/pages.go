@@ -14,7 +14,7 @@ import (
 
 // pageNames are the page templates in templates/pages, each parsed with
 // the layout.
-var pageNames = []string{"subscribe", "sent", "message", "confirm", "unsubscribe", "manage", "login", "dashboard", "ack"}
+var pageNames = []string{"subscribe", "sent", "message", "confirm", "unsubscribe", "manage", "login", "dashboard", "ack", "incident"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := make(map[string]*template.Template, len(pageNames))
@@ -43,7 +43,7 @@ type frame struct {
 // becomes a clean 500 rather than half a page.
 func (a *API) render(w http.ResponseWriter, r *http.Request, status int, name, title string, p any) {
 	var buf bytes.Buffer
-	err := a.pages[name].ExecuteTemplate(&buf, "layout", frame{Site: a.cfg.SiteName, Title: title, Wide: name == "dashboard", P: p})
+	err := a.pages[name].ExecuteTemplate(&buf, "layout", frame{Site: a.cfg.SiteName, Title: title, Wide: name == "dashboard" || name == "incident", P: p})
 	if err != nil {
 		a.d.Log.ErrorContext(r.Context(), "render page", "page", name, "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
