@@ -137,23 +137,16 @@ func (c *Composer) composeHook(ctx context.Context, p *render.Prepared, d store.
 }
 
 // runbooks returns, for each affected component, its advice (text of it),
-// or its nearest ancestor's when it has none: a subscriber of Sync Pod A
-// gets Atlas Sync's guidance unless the pod has its own. Repeats are
-// dropped.
+// or its nearest ancestor's when it has none (store.NearestWith). Repeats
+// are dropped.
 func runbooks(byKey map[string]store.Component, keys []string, text func(store.Component) string) []render.Runbook {
 	var out []render.Runbook
 	seen := map[string]bool{}
 	for _, k := range keys {
-		for key := k; key != ""; key = store.ParentKey(key) {
-			c, ok := byKey[key]
-			if !ok || text(c) == "" {
-				continue
-			}
-			if !seen[c.Key] {
-				seen[c.Key] = true
-				out = append(out, render.Runbook{Component: c.Name, Text: text(c)})
-			}
-			break
+		c, ok := store.NearestWith(byKey, k, func(c store.Component) bool { return text(c) != "" })
+		if ok && !seen[c.Key] {
+			seen[c.Key] = true
+			out = append(out, render.Runbook{Component: c.Name, Text: text(c)})
 		}
 	}
 	return out

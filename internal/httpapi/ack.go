@@ -111,23 +111,18 @@ func (a *API) ackView(r *http.Request, t store.AckTarget, action string) (ackVie
 		}
 		// The guidance and actions of the component, or of its nearest
 		// ancestor that has some, as the messages give them.
-		for key := k; key != ""; key = store.ParentKey(key) {
-			c, ok := byKey[key]
-			if !ok || (c.Guidance == "" && len(c.Actions) == 0) {
-				continue
+		c, ok := store.NearestWith(byKey, k, func(c store.Component) bool { return c.Guidance != "" || len(c.Actions) > 0 })
+		if !ok || seen[c.Key] {
+			continue
+		}
+		seen[c.Key] = true
+		if c.Guidance != "" {
+			v.Guidance = append(v.Guidance, adviceView{Key: strings.ReplaceAll(c.Key, "/", "-"), Name: c.Name, Paragraphs: render.Paragraphs(c.Guidance)})
+		}
+		for _, act := range c.Actions {
+			if !slices.Contains(v.Actions, act) {
+				v.Actions = append(v.Actions, act)
 			}
-			if !seen[key] {
-				seen[key] = true
-				if c.Guidance != "" {
-					v.Guidance = append(v.Guidance, adviceView{Key: strings.ReplaceAll(key, "/", "-"), Name: c.Name, Paragraphs: paragraphsOf(c.Guidance)})
-				}
-				for _, act := range c.Actions {
-					if !slices.Contains(v.Actions, act) {
-						v.Actions = append(v.Actions, act)
-					}
-				}
-			}
-			break
 		}
 	}
 	v.Components = strings.Join(names, ", ")
@@ -147,18 +142,7 @@ func (a *API) fillAck(v *ackView, got store.Ack) {
 
 // datetime shows a time as the messages do, in CRIER_TIMEZONE.
 func (a *API) datetime(t time.Time) string {
-	return t.In(a.loc).Format("2 Jan 2006 15:04 MST")
-}
-
-// paragraphsOf splits text into paragraphs of lines.
-func paragraphsOf(text string) [][]string {
-	var out [][]string
-	for p := range strings.SplitSeq(strings.ReplaceAll(text, "\r\n", "\n"), "\n\n") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, strings.Split(p, "\n"))
-		}
-	}
-	return out
+	return t.In(a.loc).Format(render.DateTimeLayout)
 }
 
 // oneLineInput trims a form field to one line of at most max characters,

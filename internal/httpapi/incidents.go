@@ -29,8 +29,10 @@ var homeColumns = []string{"home", "name", "first_told_at", "channels", "deliver
 // JSON, or CSV with Accept: text/csv, for inspections and incident reviews.
 func (a *API) incidentOrganisations(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := a.d.Store.IncidentSummary(r.Context(), id); err != nil {
+	if evs, err := a.d.Store.IncidentEvents(r.Context(), id); err != nil {
 		return err
+	} else if len(evs) == 0 {
+		return fail(http.StatusNotFound, "", "no incident %q", id)
 	}
 	homes, err := a.d.Store.IncidentHomes(r.Context(), id)
 	if err != nil {

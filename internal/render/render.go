@@ -278,8 +278,12 @@ func (r *Renderer) templateError(name string, err error) error {
 
 // datetime formats t in the configured zone, e.g. "10 Nov 2025 13:35 GMT".
 func (r *Renderer) datetime(t time.Time) string {
-	return t.In(r.loc).Format("2 Jan 2006 15:04 MST")
+	return t.In(r.loc).Format(DateTimeLayout)
 }
+
+// DateTimeLayout is how messages and pages show a time: "10 Nov 2025
+// 13:35 GMT", in CRIER_TIMEZONE.
+const DateTimeLayout = "2 Jan 2006 15:04 MST"
 
 // indent puts n spaces before every non-empty line of s.
 func indent(n int, s string) string {

@@ -115,6 +115,11 @@ func multiLine(s string) string {
 // paragraphs splits normalised text into paragraphs (separated by an empty
 // line), each a list of lines. The HTML template uses it to keep the line
 // breaks of a body without trusting the body as HTML.
+// Paragraphs splits free text (a body, a runbook) into paragraphs of
+// lines, as the email templates' paragraphs function does, after
+// normalising line endings and control characters.
+func Paragraphs(s string) [][]string { return paragraphs(multiLine(s)) }
+
 func paragraphs(s string) [][]string {
 	var out [][]string
 	for p := range strings.SplitSeq(s, "\n\n") {

@@ -163,7 +163,11 @@ func (d *Deps) routes(mux *http.ServeMux) error {
 	}, httpapi.Deps{
 		Store: d.Store, JetStream: d.JetStream, Signer: d.Signer, Links: d.Composer,
 		Senders: d.Senders, Metrics: d.Metrics, Log: d.Log, Channels: d.channels,
-		CheckURL: d.Destinations.CheckURL,
+		// Destination URLs are checked against CRIER_WEBHOOK_ALLOW_PRIVATE
+		// when saved, as the senders check every connection.
+		CheckURL: func(ctx context.Context, raw string) error {
+			return d.Config.WebhookAllow.CheckURL(ctx, net.DefaultResolver, raw)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)

@@ -65,9 +65,6 @@ type Deps struct {
 	// Workers are the delivery workers by channel (the dashboard shows
 	// their state).
 	Workers map[string]*deliver.Worker
-	// Destinations checks destination URLs against the address rules
-	// (CRIER_WEBHOOK_ALLOW_PRIVATE) when they are saved.
-	Destinations *webhook.Sender
 
 	migrated atomic.Bool // readiness saw every migration applied
 }
@@ -327,9 +324,7 @@ func (d *Deps) buildSenders(override map[string]deliver.Sender) error {
 	if len(d.Senders) == 0 {
 		return &config.Error{Var: "CRIER_SMTP_URL", Reason: "no channel is configured: set CRIER_SMTP_URL (email) or CRIER_TWILIO_ACCOUNT_SID (SMS)"}
 	}
-	// Destinations need no account: their channels are always on. One
-	// checker of the address rules serves the API too.
-	d.Destinations = webhook.New(webhook.Config{Allow: cfg.WebhookAllow, Signed: true})
+	// Destinations need no account: their channels are always on.
 	for ch, signed := range map[string]bool{deliver.ChannelWebhook: true, deliver.ChannelTeams: false, deliver.ChannelSlack: false} {
 		if _, ok := d.Senders[ch]; !ok {
 			d.Senders[ch] = webhook.New(webhook.Config{Allow: cfg.WebhookAllow, Signed: signed})

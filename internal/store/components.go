@@ -25,6 +25,18 @@ type Component struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// NearestWith returns the component of key, or else of its nearest
+// ancestor, for which has is true: a subscriber of Sync Pod A gets Atlas
+// Sync's runbook unless the pod has its own.
+func NearestWith(byKey map[string]Component, key string, has func(Component) bool) (Component, bool) {
+	for k := key; k != ""; k = ParentKey(k) {
+		if c, ok := byKey[k]; ok && has(c) {
+			return c, true
+		}
+	}
+	return Component{}, false
+}
+
 // ParentKey returns the key of the parent of key ("" for a root).
 func ParentKey(key string) string {
 	if i := strings.LastIndexByte(key, '/'); i >= 0 {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -78,9 +79,10 @@ func (s *Store) IncidentSummary(ctx context.Context, incidentID string) (Inciden
 			sum.Impact = e.Impact
 		}
 	}
+	// One scan of the deliveries (the CTE, used twice, is computed once).
 	rows, err := s.pool.Query(ctx, `
 		WITH d AS (`+incidentDeliveries+`)
-		SELECT channel, state, count(*) FROM d GROUP BY channel, state`, incidentID)
+		SELECT channel, state, count(*), (SELECT count(DISTINCT home) FROM d) FROM d GROUP BY channel, state`, incidentID)
 	if err != nil {
 		return IncidentSummary{}, fmt.Errorf("summarise incident %q: %w", incidentID, err)
 	}
@@ -88,7 +90,7 @@ func (s *Store) IncidentSummary(ctx context.Context, incidentID string) (Inciden
 	for rows.Next() {
 		var ch, st string
 		var n int64
-		if err := rows.Scan(&ch, &st, &n); err != nil {
+		if err := rows.Scan(&ch, &st, &n, &sum.Homes); err != nil {
 			return IncidentSummary{}, fmt.Errorf("summarise incident %q: %w", incidentID, err)
 		}
 		if sum.Deliveries[ch] == nil {
@@ -99,11 +101,7 @@ func (s *Store) IncidentSummary(ctx context.Context, incidentID string) (Inciden
 	if err := rows.Err(); err != nil {
 		return IncidentSummary{}, fmt.Errorf("summarise incident %q: %w", incidentID, err)
 	}
-	err = s.pool.QueryRow(ctx, `
-		WITH d AS (`+incidentDeliveries+`)
-		SELECT (SELECT count(DISTINCT home) FROM d),
-		       (SELECT count(*) FROM acknowledgements WHERE incident_id = $1)`, incidentID).Scan(&sum.Homes, &sum.Acknowledged)
-	if err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM acknowledgements WHERE incident_id = $1`, incidentID).Scan(&sum.Acknowledged); err != nil {
 		return IncidentSummary{}, fmt.Errorf("summarise incident %q: %w", incidentID, err)
 	}
 	return sum, nil
@@ -139,11 +137,7 @@ func (s *Store) IncidentHomes(ctx context.Context, incidentID string) ([]HomeRep
 				t := *d.SentAt
 				h.FirstToldAt = &t
 			}
-			found := false
-			for _, c := range h.Channels {
-				found = found || c == d.Channel
-			}
-			if !found {
+			if !slices.Contains(h.Channels, d.Channel) {
 				h.Channels = append(h.Channels, d.Channel)
 			}
 		}

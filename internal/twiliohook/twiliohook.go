@@ -58,6 +58,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 
 const maxBody = 64 << 10
 
+// maxNote is the most characters of an OK reply kept as its note.
+const maxNote = 1000
+
 // verified parses the form and checks X-Twilio-Signature before calling next.
 func (h *Handler) verified(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -232,9 +235,11 @@ func (h *Handler) acknowledge(w http.ResponseWriter, r *http.Request, from strin
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	note := strings.TrimSpace(r.PostForm.Get("Body"))
-	if len(note) > 1000 {
-		note = note[:1000]
+	// The reply is kept as the note, cut to 1,000 characters (not bytes:
+	// a cut inside a character would be refused by PostgreSQL).
+	note := strings.TrimSpace(strings.ToValidUTF8(r.PostForm.Get("Body"), ""))
+	if rs := []rune(note); len(rs) > maxNote {
+		note = string(rs[:maxNote])
 	}
 	if _, _, err := h.store.Acknowledge(ctx, store.Ack{
 		IncidentID: t.IncidentID, Home: t.Home, EventID: t.EventID, SubscriberID: t.SubscriberID,

@@ -102,11 +102,16 @@ func (s *Sender) Close() error {
 	return nil
 }
 
-// CheckURL reports whether raw is a destination crier may call: https,
-// with a host, no user information, resolving to permitted addresses
-// only. It is the check made when a destination is saved; Send checks
-// the address again at every connection.
+// CheckURL is Allow.CheckURL with the sender's resolver.
 func (s *Sender) CheckURL(ctx context.Context, raw string) error {
+	return s.cfg.Allow.CheckURL(ctx, s.cfg.Resolver, raw)
+}
+
+// CheckURL reports whether raw is a destination crier may call: https,
+// with a host, no user information, resolving (with r) to permitted
+// addresses only. It is the check made when a destination is saved; a
+// Sender checks the address again at every connection.
+func (a Allow) CheckURL(ctx context.Context, r *net.Resolver, raw string) error {
 	u, err := parseURL(raw)
 	if err != nil {
 		return err
@@ -119,7 +124,7 @@ func (s *Sender) CheckURL(ctx context.Context, raw string) error {
 		}
 		port = uint16(n)
 	}
-	return s.cfg.Allow.CheckHost(ctx, s.cfg.Resolver, u.Hostname(), port)
+	return a.CheckHost(ctx, r, u.Hostname(), port)
 }
 
 // ErrNotHTTPS is returned for a destination URL that is not https.
